@@ -1,0 +1,1 @@
+"""Aegir: a hosting control plane."""

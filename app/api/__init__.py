@@ -1,0 +1,1 @@
+"""HTTP routers: parse, call app.dispatch, return."""

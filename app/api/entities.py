@@ -1,0 +1,91 @@
+"""One router per entity kind, typed from the kind's own models."""
+
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Body, Response, status
+
+from app.api.deps import CatalogDep, Limit, NameFilter, Offset, SessionDep
+from app.catalog.types import EntityKind
+from app.dispatch import entities as entity_service
+from app.dispatch import views
+from app.entities.entity import repository as entities
+from app.entities.entity.schemas import EntityUpdate, create_model_for, read_model
+from app.entities.operation import repository as operations
+from app.entities.operation.schemas import OperationSummary
+from app.schemas import Page
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such entity"}}
+
+
+def entity_router(kind: EntityKind) -> APIRouter:
+    router = APIRouter(prefix=f"/api/v1/{kind.plural}", tags=[kind.plural])
+    create_body: Any = create_model_for(kind)
+    read: Any = read_model(kind, detail=False)
+    detail: Any = read_model(kind, detail=True)
+    label = kind.label.lower()
+
+    @router.get("", response_model=Page[read], summary=f"List {kind.plural}")
+    async def list_entities(
+        session: SessionDep, name: NameFilter = None, limit: Limit = 50, offset: Offset = 0
+    ) -> Any:
+        rows, total = await entities.page(session, kind.name, name, limit, offset)
+        items = await views.entity_list(session, kind, rows)
+        return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+    @router.post(
+        "",
+        response_model=detail,
+        status_code=status.HTTP_201_CREATED,
+        summary=f"Create a {label} with its operations and tasks",
+        responses={409: {"description": "The name is taken"}},
+    )
+    async def create_entity(session: SessionDep, catalog: CatalogDep, body: create_body) -> Any:
+        entity = await entity_service.create(session, catalog, kind, body)
+        return await views.entity_detail(session, catalog, kind, entity)
+
+    @router.get(
+        "/{entity_id}", response_model=detail, responses=NOT_FOUND, summary=f"Get a {label}"
+    )
+    async def get_entity(session: SessionDep, catalog: CatalogDep, entity_id: uuid.UUID) -> Any:
+        entity = await entities.get(session, entity_id, kind.name)
+        return await views.entity_detail(session, catalog, kind, entity)
+
+    @router.patch(
+        "/{entity_id}",
+        response_model=detail,
+        responses={**NOT_FOUND, 409: {"description": "The name is taken"}},
+        summary=f"Change a {label}",
+    )
+    async def update_entity(
+        session: SessionDep,
+        catalog: CatalogDep,
+        entity_id: uuid.UUID,
+        body: EntityUpdate = Body(...),
+    ) -> Any:
+        entity = await entity_service.update(session, kind, entity_id, body)
+        return await views.entity_detail(session, catalog, kind, entity)
+
+    @router.delete(
+        "/{entity_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses={**NOT_FOUND, 409: {"description": "Others depend on it, or a run is going"}},
+        summary=f"Delete a {label} (its record; the delete operation removes it from servers)",
+    )
+    async def delete_entity(session: SessionDep, entity_id: uuid.UUID) -> Response:
+        await entity_service.remove(session, kind, entity_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.get(
+        "/{entity_id}/operations",
+        response_model=list[OperationSummary],
+        responses=NOT_FOUND,
+        summary=f"Operations of a {label}",
+    )
+    async def list_operations(session: SessionDep, entity_id: uuid.UUID) -> Any:
+        entity = await entities.get(session, entity_id, kind.name)
+        ops = await operations.for_entity(session, entity.id)
+        return await views.operation_summaries(session, kind, ops)
+
+    return router

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The database and Redis answer",
+    responses={503: {"description": "The database or Redis does not answer"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    timeout = state.settings.redis_timeout.total_seconds()
+    checks = {
+        "database": await _database(request, timeout),
+        "redis": await _redis(request, timeout),
+    }
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def _database(request: Request, seconds: float) -> str:
+    try:
+        async with asyncio.timeout(seconds * 3), request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means "not ready", and says why
+        return f"error: {type(error).__name__}"
+    return "ok"
+
+
+async def _redis(request: Request, seconds: float) -> str:
+    try:
+        async with asyncio.timeout(seconds):
+            await request.app.state.redis.ping()
+    except Exception as error:
+        return f"error: {type(error).__name__}"
+    return "ok"

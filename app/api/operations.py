@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.api.deps import CatalogDep, SessionDep
+from app.dispatch import runs as run_service
+from app.dispatch import views
+from app.entities.operation import repository as operations
+from app.entities.operation.schemas import OperationRead
+from app.entities.run.schemas import RunCreate, RunRead
+
+router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+
+
+@router.get(
+    "/{operation_id}",
+    response_model=OperationRead,
+    responses={404: {"description": "No such operation"}},
+    summary="An operation with its tasks' current values",
+)
+async def get_operation(
+    session: SessionDep, catalog: CatalogDep, operation_id: uuid.UUID
+) -> OperationRead:
+    operation = await operations.get(session, operation_id)
+    return await views.operation_detail(session, catalog, operation)
+
+
+@router.post(
+    "/{operation_id}/runs",
+    response_model=RunRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {"description": "No such operation"}},
+    summary="Run an operation",
+    description="Validates the values against the operation's composed schema, saves them on "
+    "its tasks and queues a run. A 422 names each bad field as [body, values, task, field].",
+)
+async def create_run(
+    session: SessionDep, catalog: CatalogDep, operation_id: uuid.UUID, body: RunCreate
+) -> RunRead:
+    run = await run_service.request(session, catalog, operation_id, body.values)
+    return RunRead.model_validate(run)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import Limit, Offset, SessionDep
+from app.entities.run import repository as runs
+from app.entities.run.models import RunStatus
+from app.entities.run.schemas import LogLine, RunLog, RunRead
+from app.schemas import Page
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+NOT_FOUND = {404: {"description": "No such run"}}
+
+
+@router.get("", response_model=Page[RunRead], summary="Runs, newest first")
+async def list_runs(
+    session: SessionDep,
+    entity: uuid.UUID | None = None,
+    operation: uuid.UUID | None = None,
+    status: RunStatus | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[RunRead]:
+    rows, total = await runs.page(
+        session, entity_id=entity, operation_id=operation, status=status, limit=limit, offset=offset
+    )
+    items = [RunRead.model_validate(row) for row in rows]
+    return Page[RunRead](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{run_id}", response_model=RunRead, responses=NOT_FOUND, summary="A run")
+async def get_run(session: SessionDep, run_id: uuid.UUID) -> RunRead:
+    return RunRead.model_validate(await runs.get(session, run_id))
+
+
+@router.get("/{run_id}/log", response_model=RunLog, responses=NOT_FOUND, summary="A run's log")
+async def get_log(
+    session: SessionDep,
+    run_id: uuid.UUID,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Lines after this seq.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> RunLog:
+    run = await runs.get(session, run_id)
+    lines = await runs.log_after(session, run_id, after, limit)
+    next_after = lines[-1].seq if lines else after
+    return RunLog(
+        run_id=run.id,
+        lines=[LogLine.model_validate(line) for line in lines],
+        next_after=next_after,
+        complete=run.log_complete,
+    )

@@ -1,0 +1,140 @@
+"""Validating field types for task and entity fields.
+
+Every string that may one day reach a command line goes through one of these: the
+patterns refuse whitespace, shell metacharacters, ``..`` path segments, NUL and
+newlines, and a leading ``-`` (which a command would read as an option).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+def _no_dotdot(value: str) -> str:
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError("must not contain '..' segments")
+    return value
+
+
+def _no_double_slash(value: str) -> str:
+    if "//" in value:
+        raise ValueError("must not contain empty segments ('//')")
+    return value
+
+
+Hostname = Annotated[
+    str,
+    StringConstraints(max_length=253, pattern=rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$"),
+    AfterValidator(_lower),
+    Field(
+        description="A host name (RFC 1123): letters, digits and hyphens, dot-separated.",
+        examples=["web1.example.com"],
+    ),
+]
+
+DomainName = Annotated[
+    str,
+    StringConstraints(max_length=253, pattern=rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})+$"),
+    AfterValidator(_lower),
+    Field(
+        description="A fully qualified domain name, at least two labels.",
+        examples=["www.example.com"],
+    ),
+]
+
+Slug = Annotated[
+    str,
+    StringConstraints(max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+    Field(description="Lower-case letters, digits, '-' and '_'.", examples=["drupal-10"]),
+]
+
+SafeRelativePath = Annotated[
+    str,
+    StringConstraints(max_length=1024, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
+    AfterValidator(_no_dotdot),
+    AfterValidator(_no_double_slash),
+    Field(
+        description="A relative path: letters, digits, '.', '_', '-' and '/'; no '..'.",
+        examples=["sites/default/files"],
+    ),
+]
+
+AbsolutePath = Annotated[
+    str,
+    StringConstraints(max_length=1024, pattern=r"^/[A-Za-z0-9._/-]*$"),
+    AfterValidator(_no_dotdot),
+    AfterValidator(_no_double_slash),
+    Field(
+        description="An absolute path: letters, digits, '.', '_', '-' and '/'; no '..'.",
+        examples=["/var/aegir/platforms/drupal-10"],
+    ),
+]
+
+DatabaseIdentifier = Annotated[
+    str,
+    StringConstraints(max_length=63, pattern=r"^[a-z_][a-z0-9_]*$"),
+    Field(description="A database or user name: lower-case letters, digits and '_'."),
+]
+
+PosixUser = Annotated[
+    str,
+    StringConstraints(max_length=32, pattern=r"^[a-z_][a-z0-9_-]*$"),
+    Field(description="A system user name.", examples=["aegir"]),
+]
+
+Port = Annotated[int, Field(ge=1, le=65535, description="A TCP port.")]
+
+GitUrl = Annotated[
+    str,
+    StringConstraints(
+        max_length=2048,
+        pattern=r"^(https://|http://|ssh://|git@)[A-Za-z0-9._~:/@%+-]+$",
+    ),
+    Field(
+        description="A git repository URL (https://, ssh:// or git@host:path).",
+        examples=["https://git.example.com/acme/site.git"],
+    ),
+]
+
+GitRef = Annotated[
+    str,
+    StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
+    AfterValidator(_no_dotdot),
+    Field(description="A git branch, tag or commit.", examples=["main"]),
+]
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=254, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+    ),
+    Field(description="An e-mail address.", examples=["admin@example.com"]),
+]
+
+Label = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    Field(description="Free text on one line."),
+]
+
+
+def _secret_safe(value: SecretStr) -> SecretStr:
+    if re.search(r"[\x00\r\n]", value.get_secret_value()):
+        raise ValueError("must not contain NUL or line breaks")
+    return value
+
+
+Secret = Annotated[
+    SecretStr,
+    Field(min_length=8, max_length=512, description="A secret: never shown again once saved."),
+    AfterValidator(_secret_safe),
+]

@@ -1,0 +1,139 @@
+"""The catalogue's vocabulary: task, operation, action and entity types, in code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, create_model
+
+
+class TaskFields(BaseModel):
+    """Base of every task's ``Fields`` and ``Outputs`` model: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoFields(TaskFields):
+    pass
+
+
+@dataclass(frozen=True)
+class AnsibleRole:
+    """Run the Ansible role shipped as ``executors/ansible/roles/<task type>/``."""
+
+    kind: ClassVar[Literal["ansible"]] = "ansible"
+
+    def describe(self, task_name: str) -> str:
+        return f"ansible role {task_name}"
+
+
+@dataclass(frozen=True)
+class LocalCommand:
+    """Run one command on the control machine, from an argv list.
+
+    Each element may hold ``{placeholders}`` filled from plain data (``{entity.name}``,
+    ``{values.field}``); a placeholder fills one argv element and never reaches a shell.
+    """
+
+    argv: tuple[str, ...]
+    kind: ClassVar[Literal["local"]] = "local"
+
+    def describe(self, task_name: str) -> str:
+        return "local command " + " ".join(self.argv)
+
+
+Executor = AnsibleRole | LocalCommand
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    label: str
+    fields: type[TaskFields] = NoFields
+    outputs: type[TaskFields] = NoFields
+    executor: Executor = AnsibleRole()
+    # Whether a run that lost its worker may execute this task again.
+    safe_to_rerun: bool = False
+    timeout: timedelta = timedelta(minutes=30)
+    description: str = ""
+
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset(
+            name for name, info in self.fields.model_fields.items() if _is_secret(info.annotation)
+        )
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    args = getattr(annotation, "__args__", ())
+    return any(_is_secret(arg) for arg in args)
+
+
+@dataclass(frozen=True)
+class OperationType:
+    """Ordered task keys of an entity kind; ``reads`` are shown and passed but not run."""
+
+    name: str
+    label: str
+    steps: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+    destructive: bool = False
+    description: str = ""
+
+    @property
+    def task_keys(self) -> tuple[str, ...]:
+        return self.steps + tuple(key for key in self.reads if key not in self.steps)
+
+
+@dataclass(frozen=True)
+class ActionType:
+    """A task run within the request; its answer is ``result``."""
+
+    name: str
+    label: str
+    task: str
+    result: type[BaseModel]
+    timeout: timedelta = timedelta(seconds=5)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: str
+    required: bool = True
+    description: str = ""
+
+
+@dataclass(eq=False)  # identity: kinds key caches of generated schemas
+class EntityKind:
+    name: str
+    label: str
+    plural: str
+    fields: type[BaseModel]
+    name_type: Any
+    references: dict[str, Reference] = field(default_factory=dict)
+    # task key -> task type name; one task instance per key on each entity
+    tasks: dict[str, str] = field(default_factory=dict)
+    operations: dict[str, OperationType] = field(default_factory=dict)
+    actions: dict[str, ActionType] = field(default_factory=dict)
+    description: str = ""
+
+
+class EntityFields(BaseModel):
+    """Base of every entity kind's own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def compose_values_model(
+    model_name: str, task_keys: tuple[str, ...], task_models: dict[str, type[TaskFields]]
+) -> type[BaseModel]:
+    """One namespace per task key, each holding that task's ``Fields`` model."""
+    namespaces: dict[str, Any] = {key: (task_models[key], ...) for key in task_keys}
+    model: type[BaseModel] = create_model(
+        model_name, __config__=ConfigDict(extra="forbid"), **namespaces
+    )
+    return model

@@ -1,0 +1,53 @@
+"""The one typed settings object; every value can be set as an ``AEGIR_*`` variable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRET = "change-me-development-only"  # noqa: S105 - a known placeholder, refused in production
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AEGIR_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    # Start a Redis server of our own (the embedded default) instead of using an external one.
+    redis_embedded: bool = True
+    secret_key: str = PLACEHOLDER_SECRET
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    page_size_max: int = Field(default=200, ge=1)
+    redis_timeout: timedelta = timedelta(seconds=1)
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'aegir.sqlite3'}"
+        if self.env is Environment.production and self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError("AEGIR_SECRET_KEY must be set to a real secret outside development")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

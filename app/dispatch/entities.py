@@ -1,0 +1,139 @@
+"""Create, change and delete entities together with their task and operation graph."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.registry import Catalog
+from app.catalog.types import EntityKind
+from app.entities.entity import repository as entities
+from app.entities.entity.models import Entity, EntityReference
+from app.entities.entity.schemas import EntityUpdate
+from app.entities.operation.models import Operation, OperationTask
+from app.entities.run import repository as runs
+from app.entities.run.models import FINAL_STATUSES
+from app.entities.task.models import TaskInstance
+from app.errors import Conflict, InvalidInput
+
+
+@cache
+def _name_adapter(kind: EntityKind) -> TypeAdapter[Any]:
+    return TypeAdapter(kind.name_type)
+
+
+def build_graph(catalog: Catalog, kind: EntityKind, entity: Entity) -> None:
+    """One task instance per task key, and each operation pointing at them in order."""
+    tasks = {
+        key: TaskInstance(key=key, type=type_name, values={}, outputs={})
+        for key, type_name in kind.tasks.items()
+    }
+    entity.tasks = list(tasks.values())
+    entity.operations = [
+        Operation(
+            type=op.name,
+            steps=[
+                OperationTask(position=i, task=tasks[key], runs=key in op.steps)
+                for i, key in enumerate(op.task_keys)
+            ],
+        )
+        for op in kind.operations.values()
+    ]
+
+
+async def create(
+    session: AsyncSession, catalog: Catalog, kind: EntityKind, body: BaseModel
+) -> Entity:
+    data = body.model_dump(mode="json")
+    await _check_name_free(session, kind, data["name"])
+    references = await _resolve_references(session, kind, data["references"])
+    entity = Entity(kind=kind.name, name=data["name"], attributes=data["fields"])
+    entity.references = [EntityReference(role=r, target_id=t) for r, t in references.items()]
+    build_graph(catalog, kind, entity)
+    session.add(entity)
+    await session.flush()
+    return await entities.get(session, entity.id)
+
+
+async def update(
+    session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID, body: EntityUpdate
+) -> Entity:
+    entity = await entities.get(session, entity_id, kind.name)
+    if body.name is not None:
+        name = _validate(_name_adapter(kind), body.name, ["body", "name"])
+        await _check_name_free(session, kind, name, exclude=entity.id)
+        entity.name = name
+    if body.fields is not None:
+        merged = {**entity.attributes, **body.fields}
+        fields = _validate(TypeAdapter(kind.fields), merged, ["body", "fields"])
+        entity.attributes = fields.model_dump(mode="json")
+    if body.references:
+        wanted = {str(role): str(target) for role, target in body.references.items()}
+        await _replace_references(session, kind, entity, wanted)
+    await session.flush()
+    session.expire(entity)
+    return await entities.get(session, entity_id)
+
+
+async def remove(session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID) -> None:
+    entity = await entities.get(session, entity_id, kind.name)
+    users = (await entities.dependents_by_target(session, [entity.id])).get(entity.id, [])
+    if users:
+        names = ", ".join(f"{user.kind} {user.name}" for user in users)
+        raise Conflict(
+            f"{kind.name} {entity.name} is used by {names}: change or delete those first"
+        )
+    latest = (await runs.latest_by_entity(session, [entity.id])).get(entity.id)
+    if latest is not None and latest.status not in FINAL_STATUSES:
+        raise Conflict(f"{kind.name} {entity.name} has a run {latest.status}: wait or cancel it")
+    await session.execute(delete(Entity).where(Entity.id == entity.id))
+
+
+def _validate(adapter: TypeAdapter[Any], value: Any, loc: list[str | int]) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as error:
+        raise InvalidInput.from_validation(error, loc) from None
+
+
+async def _check_name_free(
+    session: AsyncSession, kind: EntityKind, name: str, exclude: uuid.UUID | None = None
+) -> None:
+    if await entities.name_taken(session, kind.name, name, exclude):
+        raise Conflict(f"a {kind.name} named {name} already exists")
+
+
+async def _resolve_references(
+    session: AsyncSession, kind: EntityKind, wanted: dict[str, str | None]
+) -> dict[str, uuid.UUID]:
+    ids = {role: uuid.UUID(value) for role, value in wanted.items() if value is not None}
+    found = await entities.get_many(session, list(ids.values()))
+    for role, target_id in ids.items():
+        expected = kind.references[role].kind
+        target = found.get(target_id)
+        loc = ["body", "references", role]
+        if target is None:
+            raise InvalidInput.field(loc, f"no {expected} with id {target_id}", "not_found")
+        if target.kind != expected:
+            raise InvalidInput.field(loc, f"must be a {expected}; {target_id} is a {target.kind}")
+    return ids
+
+
+async def _replace_references(
+    session: AsyncSession, kind: EntityKind, entity: Entity, wanted: dict[str, str]
+) -> None:
+    for role in wanted:
+        if role not in kind.references:
+            raise InvalidInput.field(["body", "references", role], f"{kind.name} has no {role}")
+    resolved = await _resolve_references(session, kind, dict(wanted))
+    current = {ref.role: ref for ref in entity.references}
+    for role, target_id in resolved.items():
+        if role in current:
+            current[role].target_id = target_id
+        else:
+            entity.references.append(EntityReference(role=role, target_id=target_id))

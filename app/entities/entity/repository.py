@@ -1,0 +1,72 @@
+"""Every query on entities and their references."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.entities.entity.models import Entity, EntityReference
+from app.errors import NotFound
+
+
+def _with_references() -> tuple[object, ...]:
+    return (selectinload(Entity.references).selectinload(EntityReference.target),)
+
+
+async def get(session: AsyncSession, entity_id: uuid.UUID, kind: str | None = None) -> Entity:
+    query = select(Entity).where(Entity.id == entity_id).options(*_with_references())
+    entity = (await session.execute(query)).scalar_one_or_none()
+    if entity is None or (kind is not None and entity.kind != kind):
+        raise NotFound(f"no {kind or 'entity'} with id {entity_id}")
+    return entity
+
+
+async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Entity]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(Entity).where(Entity.id.in_(ids)))
+    return {entity.id: entity for entity in rows.scalars()}
+
+
+async def page(
+    session: AsyncSession, kind: str, name: str | None, limit: int, offset: int
+) -> tuple[list[Entity], int]:
+    query = select(Entity).where(Entity.kind == kind)
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Entity.name.ilike(f"%{escaped}%", escape="\\"))
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    rows = await session.execute(
+        query.options(*_with_references()).order_by(Entity.name).limit(limit).offset(offset)
+    )
+    return list(rows.scalars()), total
+
+
+async def name_taken(
+    session: AsyncSession, kind: str, name: str, exclude: uuid.UUID | None = None
+) -> bool:
+    query = select(Entity.id).where(Entity.kind == kind, Entity.name == name)
+    if exclude is not None:
+        query = query.where(Entity.id != exclude)
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def dependents_by_target(
+    session: AsyncSession, entity_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Entity]]:
+    if not entity_ids:
+        return {}
+    query = (
+        select(EntityReference.target_id, Entity)
+        .join(Entity, EntityReference.source_id == Entity.id)
+        .where(EntityReference.target_id.in_(entity_ids))
+        .order_by(Entity.kind, Entity.name)
+    )
+    found: dict[uuid.UUID, list[Entity]] = {}
+    for target_id, entity in (await session.execute(query)).tuples():
+        found.setdefault(target_id, []).append(entity)
+    return found

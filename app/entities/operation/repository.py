@@ -1,0 +1,35 @@
+"""Every query on operations and the task instances they hold."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.entities.entity.models import Entity, EntityReference
+from app.entities.operation.models import Operation, OperationTask
+from app.errors import NotFound
+
+
+async def get(session: AsyncSession, operation_id: uuid.UUID) -> Operation:
+    query = (
+        select(Operation)
+        .where(Operation.id == operation_id)
+        .options(
+            selectinload(Operation.steps).selectinload(OperationTask.task),
+            selectinload(Operation.entity)
+            .selectinload(Entity.references)
+            .selectinload(EntityReference.target),
+        )
+    )
+    operation = (await session.execute(query)).scalar_one_or_none()
+    if operation is None:
+        raise NotFound(f"no operation with id {operation_id}")
+    return operation
+
+
+async def for_entity(session: AsyncSession, entity_id: uuid.UUID) -> list[Operation]:
+    query = select(Operation).where(Operation.entity_id == entity_id)
+    return list((await session.execute(query)).scalars())

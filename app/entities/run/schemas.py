@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from app.entities.run.models import RunStatus, TaskStatus
+from app.schemas import Schema
+
+
+class RunTaskRead(Schema):
+    position: int
+    task_key: str
+    task_type: str
+    status: TaskStatus
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunSummary(Schema):
+    id: uuid.UUID
+    operation_id: uuid.UUID
+    operation_type: str
+    entity_id: uuid.UUID
+    status: RunStatus
+    exit_code: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class RunRead(RunSummary):
+    attempt: int
+    values: dict[str, Any] = Field(description="Values sent for this run; secrets left out.")
+    requested_by: str | None
+    started_at: datetime | None
+    log_complete: bool
+    tasks: list[RunTaskRead]
+
+
+class RunCreate(Schema):
+    values: dict[str, dict[str, Any]] = Field(
+        default={},
+        description="Values per task key, then per field. Fields left out keep the task's "
+        "current value. The schema of each operation type is in /api/v1/catalog.",
+        examples=[{"install": {"profile": "standard"}}],
+    )
+
+
+class LogLine(Schema):
+    seq: int
+    stream: str
+    line: str
+    at: datetime
+
+
+class RunLog(Schema):
+    run_id: uuid.UUID
+    lines: list[LogLine]
+    next_after: int = Field(description="Pass as ?after= to get the lines that follow.")
+    complete: bool = Field(description="True once every line the run emitted is stored.")

@@ -1,0 +1,86 @@
+"""The ASGI application: ``app.main:app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from app.api import catalog as catalog_api
+from app.api import health, operations, runs
+from app.api.entities import entity_router
+from app.catalog.registry import Catalog, get_catalog
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_handlers
+from app.redis import create_client
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    catalog = catalog or get_catalog()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Aegir",
+        version="0.1.0",
+        summary="A hosting control plane: servers, platforms and sites, and operations on them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    install_handlers(app)
+    app.include_router(health.router)
+    app.include_router(catalog_api.router)
+    for kind in catalog.kinds.values():
+        app.include_router(entity_router(kind))
+    app.include_router(operations.router)
+    app.include_router(runs.router)
+    _compose_openapi(app, catalog)
+    return app
+
+
+def _compose_openapi(app: FastAPI, catalog: Catalog) -> None:
+    """Show each operation's composed values schema in the OpenAPI document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        models = [
+            (catalog.values_model(kind.name, op), "validation")
+            for kind in catalog.kinds.values()
+            for op in kind.operations
+        ]
+        refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in definitions.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        run_create = schemas["RunCreate"]["properties"]["values"]
+        run_create["anyOf"] = [ref for ref in refs.values()]
+        run_create.pop("additionalProperties", None)
+        run_create.pop("type", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+app = create_app()
