@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.api import catalog as catalog_api
@@ -64,7 +65,7 @@ def _compose_openapi(app: FastAPI, catalog: Catalog) -> None:
         document = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
-        models = [
+        models: list[tuple[type[BaseModel], Literal["validation"]]] = [
             (catalog.values_model(kind.name, op), "validation")
             for kind in catalog.kinds.values()
             for op in kind.operations

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 
 def create_client(url: str, timeout: float) -> Redis:
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return client
 
 
 def redis_server_binary() -> str:

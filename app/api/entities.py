@@ -1,6 +1,5 @@
 """One router per entity kind, typed from the kind's own models."""
 
-
 import uuid
 from typing import Any
 

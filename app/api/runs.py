@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -12,7 +12,7 @@ from app.entities.run.schemas import LogLine, RunLog, RunRead
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
-NOT_FOUND = {404: {"description": "No such run"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 
 
 @router.get("", response_model=Page[RunRead], summary="Runs, newest first")

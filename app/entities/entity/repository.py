@@ -8,17 +8,18 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from app.entities.entity.models import Entity, EntityReference
 from app.errors import NotFound
 
 
-def _with_references() -> tuple[object, ...]:
-    return (selectinload(Entity.references).selectinload(EntityReference.target),)
+def _with_references() -> _AbstractLoad:
+    return selectinload(Entity.references).selectinload(EntityReference.target)
 
 
 async def get(session: AsyncSession, entity_id: uuid.UUID, kind: str | None = None) -> Entity:
-    query = select(Entity).where(Entity.id == entity_id).options(*_with_references())
+    query = select(Entity).where(Entity.id == entity_id).options(_with_references())
     entity = (await session.execute(query)).scalar_one_or_none()
     if entity is None or (kind is not None and entity.kind != kind):
         raise NotFound(f"no {kind or 'entity'} with id {entity_id}")
@@ -41,7 +42,7 @@ async def page(
         query = query.where(Entity.name.ilike(f"%{escaped}%", escape="\\"))
     total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     rows = await session.execute(
-        query.options(*_with_references()).order_by(Entity.name).limit(limit).offset(offset)
+        query.options(_with_references()).order_by(Entity.name).limit(limit).offset(offset)
     )
     return list(rows.scalars()), total
 
@@ -67,6 +68,6 @@ async def dependents_by_target(
         .order_by(Entity.kind, Entity.name)
     )
     found: dict[uuid.UUID, list[Entity]] = {}
-    for target_id, entity in (await session.execute(query)).tuples():
+    for target_id, entity in await session.execute(query):
         found.setdefault(target_id, []).append(entity)
     return found

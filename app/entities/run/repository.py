@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from app.entities.run.models import Run, RunLogLine
 from app.errors import NotFound
@@ -43,13 +43,15 @@ async def page(
     return list(rows.scalars()), total
 
 
-def _latest(partition: object, where: object) -> Select[tuple[uuid.UUID]]:
+def _latest(
+    partition: InstrumentedAttribute[uuid.UUID], where: ColumnElement[bool]
+) -> Select[tuple[uuid.UUID]]:
     ranked = select(
         Run.id,
         func.row_number()
         .over(partition_by=partition, order_by=(Run.created_at.desc(), Run.id.desc()))
         .label("rank"),
-    ).where(where)  # type: ignore[arg-type]
+    ).where(where)
     sub = ranked.subquery()
     return select(sub.c.id).where(sub.c.rank == 1)
 

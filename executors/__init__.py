@@ -1,0 +1,1 @@
+"""Executors (local, ansible, kubernetes) behind the Protocol in ``executors/base.py``."""

@@ -1,0 +1,1 @@
+"""Relay (the dispatch and relay issue): Redis Stream events into the database and websockets."""

@@ -1,0 +1,1 @@
+"""arq workers (the dispatch and relay issue): the only package that imports arq."""
