@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,23 @@ def migrate(settings: Settings) -> None:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.attributes["database_url"] = settings.database_url
     command.upgrade(config, "head")
+    added = asyncio.run(_sync_graphs(settings))
+    if added:
+        print(f"aegir: added {added} operations that installed plugins define", file=sys.stderr)
+
+
+async def _sync_graphs(settings: Settings) -> int:
+    from app.catalog.registry import get_catalog
+    from app.db import create_engine, create_sessionmaker, session_scope
+    from app.dispatch.entities import sync_graphs
+
+    engine = create_engine(settings.database_url)
+    try:
+        async for session in session_scope(create_sessionmaker(engine)):
+            return await sync_graphs(session, get_catalog())
+    finally:
+        await engine.dispose()
+    return 0
 
 
 def serve(settings: Settings) -> None:
@@ -78,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Redis, migrate and serve: the embedded default")
     commands.add_parser("serve", help="serve the API and dashboard alone")
-    commands.add_parser("migrate", help="upgrade the database schema to the newest revision")
+    commands.add_parser(
+        "migrate", help="upgrade the database schema, and give entities what new plugins add"
+    )
     commands.add_parser("catalog", help="list entity kinds, operations and actions")
     args = parser.parse_args(argv)
     settings = get_settings()

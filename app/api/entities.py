@@ -41,7 +41,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
         responses={409: {"description": "The name is taken"}},
     )
     async def create_entity(session: SessionDep, catalog: CatalogDep, body: create_body) -> Any:
-        entity = await entity_service.create(session, catalog, kind, body)
+        entity = await entity_service.create(session, kind, body)
         return await views.entity_detail(session, catalog, kind, entity)
 
     @router.get(

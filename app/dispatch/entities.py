@@ -27,34 +27,56 @@ def _name_adapter(kind: EntityKind) -> TypeAdapter[Any]:
     return TypeAdapter(kind.name_type)
 
 
-def build_graph(catalog: Catalog, kind: EntityKind, entity: Entity) -> None:
-    """One task instance per task key, and each operation pointing at them in order."""
-    tasks = {
-        key: TaskInstance(key=key, type=type_name, values={}, outputs={})
+def missing_graph(
+    kind: EntityKind, tasks: dict[str, TaskInstance], operation_types: set[str]
+) -> tuple[list[TaskInstance], list[Operation]]:
+    """The task instances and operations the kind has and the entity lacks.
+
+    One task instance per task key; each operation points at them in order, so a key
+    used by two operations is one row that both read and write.
+    """
+    new_tasks = [
+        TaskInstance(key=key, type=type_name, values={}, outputs={})
         for key, type_name in kind.tasks.items()
-    }
-    entity.tasks = list(tasks.values())
-    entity.operations = [
+        if key not in tasks
+    ]
+    every_task = {**tasks, **{task.key: task for task in new_tasks}}
+    new_operations = [
         Operation(
             type=op.name,
             steps=[
-                OperationTask(position=i, task=tasks[key], runs=key in op.steps)
+                OperationTask(position=i, task=every_task[key], runs=key in op.steps)
                 for i, key in enumerate(op.task_keys)
             ],
         )
         for op in kind.operations.values()
+        if op.name not in operation_types
     ]
+    return new_tasks, new_operations
 
 
-async def create(
-    session: AsyncSession, catalog: Catalog, kind: EntityKind, body: BaseModel
-) -> Entity:
+async def sync_graphs(session: AsyncSession, catalog: Catalog) -> int:
+    """Give existing entities the tasks and operations a newly installed plugin adds."""
+    added = 0
+    for kind in catalog.kinds.values():
+        for entity in await entities.with_graph(session, kind.name):
+            tasks = {task.key: task for task in entity.tasks}
+            types = {operation.type for operation in entity.operations}
+            new_tasks, new_operations = missing_graph(kind, tasks, types)
+            entity.tasks.extend(new_tasks)
+            entity.operations.extend(new_operations)
+            added += len(new_operations)
+    await session.flush()
+    return added
+
+
+async def create(session: AsyncSession, kind: EntityKind, body: BaseModel) -> Entity:
     data = body.model_dump(mode="json")
     await _check_name_free(session, kind, data["name"])
     references = await _resolve_references(session, kind, data["references"])
     entity = Entity(kind=kind.name, name=data["name"], attributes=data["fields"])
     entity.references = [EntityReference(role=r, target_id=t) for r, t in references.items()]
-    build_graph(catalog, kind, entity)
+    entity.tasks, entity.operations = missing_graph(kind, {}, set())
     session.add(entity)
     await session.flush()
     return await entities.get(session, entity.id)

@@ -47,6 +47,16 @@ async def page(
     return list(rows.scalars()), total
 
 
+async def with_graph(session: AsyncSession, kind: str) -> list[Entity]:
+    """Entities of a kind with their task instances and operations loaded."""
+    query = (
+        select(Entity)
+        .where(Entity.kind == kind)
+        .options(selectinload(Entity.tasks), selectinload(Entity.operations))
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def name_taken(
     session: AsyncSession, kind: str, name: str, exclude: uuid.UUID | None = None
 ) -> bool:
