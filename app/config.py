@@ -34,9 +34,32 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     page_size_max: int = Field(default=200, ge=1)
     redis_timeout: timedelta = timedelta(seconds=1)
+    # Extra catalogue registrars, "module:function", besides installed plugins.
+    catalog_modules: list[str] = []
+
+    # Runs: a worker holds a lease it renews every heartbeat; a lease left to expire
+    # means the worker is gone, and the run is settled as lost within lease + sweep.
+    run_lease: timedelta = timedelta(seconds=15)
+    run_heartbeat: timedelta = timedelta(seconds=3)
+    sweep_interval: timedelta = timedelta(seconds=1)
+    # Queued runs older than this are enqueued again, in case Redis never got them.
+    requeue_after: timedelta = timedelta(seconds=5)
+    # Between SIGTERM and SIGKILL when a run is cancelled.
+    cancel_grace: timedelta = timedelta(seconds=5)
+    # How long a worker waits for a wake-up before it looks at the queue anyway.
+    worker_poll: timedelta = timedelta(seconds=2)
+    worker_max_jobs: int = Field(default=10, ge=1)
+    action_timeout: timedelta = timedelta(seconds=5)
+    # A relay's consumer name (default: host and pid), and how long another relay's
+    # unacknowledged events wait before this one takes them over.
+    relay_name: str = ""
+    relay_claim_idle: timedelta = timedelta(seconds=10)
+    work_dir: Path | None = None
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
+        if self.work_dir is None:
+            self.work_dir = self.var_dir / "work"
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'aegir.sqlite3'}"
         if self.env is Environment.production and self.secret_key == PLACEHOLDER_SECRET:

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.api import catalog as catalog_api
-from app.api import health, operations, runs
+from app.api import health, operations, runs, ws
 from app.api.entities import entity_router
-from app.catalog.registry import Catalog, get_catalog
+from app.catalog.registry import Catalog, catalog_with
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_handlers
@@ -23,7 +23,7 @@ from app.redis import create_client
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     settings = settings or get_settings()
-    catalog = catalog or get_catalog()
+    catalog = catalog or catalog_with(tuple(settings.catalog_modules))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.include_router(entity_router(kind))
     app.include_router(operations.router)
     app.include_router(runs.router)
+    app.include_router(ws.router)
     _compose_openapi(app, catalog)
     return app
 

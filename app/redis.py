@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from redis.asyncio import Redis
+from workers.queue import QueueClient, create_redis
 
 
-def create_client(url: str, timeout: float) -> Redis:
-    client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    return client
+def create_client(url: str, timeout: float) -> QueueClient:
+    return create_redis(url, timeout)
 
 
 def redis_server_binary() -> str:

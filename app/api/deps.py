@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
+from workers.queue import QueueClient
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -29,15 +29,15 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
+def _redis(request: Request) -> QueueClient:
+    redis: QueueClient = request.app.state.redis
     return redis
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+RedisDep = Annotated[QueueClient, Depends(_redis)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]

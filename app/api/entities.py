@@ -5,10 +5,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Response, status
 
-from app.api.deps import CatalogDep, Limit, NameFilter, Offset, SessionDep
-from app.catalog.types import EntityKind
+from app.api.deps import CatalogDep, Limit, NameFilter, Offset, RedisDep, SessionDep
+from app.catalog.types import ActionType, EntityKind
+from app.dispatch import actions, views
 from app.dispatch import entities as entity_service
-from app.dispatch import views
 from app.entities.entity import repository as entities
 from app.entities.entity.schemas import EntityUpdate, create_model_for, read_model
 from app.entities.operation import repository as operations
@@ -87,4 +87,26 @@ def entity_router(kind: EntityKind) -> APIRouter:
         ops = await operations.for_entity(session, entity.id)
         return await views.operation_summaries(session, kind, ops)
 
+    for action in kind.actions.values():
+        _action_route(router, kind, action)
     return router
+
+
+def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> None:
+    @router.post(
+        f"/{{entity_id}}/actions/{action.name}",
+        response_model=action.result,
+        name=f"{kind.name}_{action.name}",
+        summary=f"{action.label} ({kind.label.lower()} action)",
+        description=f"{action.description} Answers within "
+        f"{action.timeout.total_seconds():g} seconds, or 504.",
+        responses={
+            **NOT_FOUND,
+            502: {"description": "The action ran and failed"},
+            504: {"description": "No answer in time"},
+        },
+    )
+    async def perform_action(
+        session: SessionDep, catalog: CatalogDep, redis: RedisDep, entity_id: uuid.UUID
+    ) -> Any:
+        return await actions.perform(session, catalog, redis, kind, entity_id, action)

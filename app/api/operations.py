@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.api.deps import CatalogDep, SessionDep
+from app.api.deps import CatalogDep, RedisDep, SessionDep
 from app.dispatch import runs as run_service
 from app.dispatch import views
 from app.entities.operation import repository as operations
@@ -37,7 +37,11 @@ async def get_operation(
     "its tasks and queues a run. A 422 names each bad field as [body, values, task, field].",
 )
 async def create_run(
-    session: SessionDep, catalog: CatalogDep, operation_id: uuid.UUID, body: RunCreate
+    session: SessionDep,
+    catalog: CatalogDep,
+    redis: RedisDep,
+    operation_id: uuid.UUID,
+    body: RunCreate,
 ) -> RunRead:
-    run = await run_service.request(session, catalog, operation_id, body.values)
+    run = await run_service.request(session, catalog, redis, operation_id, body.values)
     return RunRead.model_validate(run)

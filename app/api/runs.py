@@ -5,7 +5,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import Limit, Offset, SessionDep
+from app.api.deps import Limit, Offset, RedisDep, SessionDep
+from app.dispatch import runs as run_service
 from app.entities.run import repository as runs
 from app.entities.run.models import RunStatus
 from app.entities.run.schemas import LogLine, RunLog, RunRead
@@ -34,6 +35,19 @@ async def list_runs(
 @router.get("/{run_id}", response_model=RunRead, responses=NOT_FOUND, summary="A run")
 async def get_run(session: SessionDep, run_id: uuid.UUID) -> RunRead:
     return RunRead.model_validate(await runs.get(session, run_id))
+
+
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunRead,
+    status_code=202,
+    responses={**NOT_FOUND, 409: {"description": "The run has already ended"}},
+    summary="Cancel a queued or running run",
+    description="A queued run is cancelled at once. A running one shows `cancelling` while "
+    "its process group gets SIGTERM (then SIGKILL after a grace period), then `cancelled`.",
+)
+async def cancel_run(session: SessionDep, redis: RedisDep, run_id: uuid.UUID) -> RunRead:
+    return RunRead.model_validate(await run_service.cancel(session, redis, run_id))
 
 
 @router.get("/{run_id}/log", response_model=RunLog, responses=NOT_FOUND, summary="A run's log")

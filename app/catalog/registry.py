@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
+from importlib import import_module
 from importlib.metadata import entry_points
 
 from pydantic import BaseModel
@@ -132,6 +133,20 @@ def build_catalog(*, plugins: bool = True, extra: Iterable[Registrar] = ()) -> C
     return catalog
 
 
+def load_registrar(path: str) -> Registrar:
+    """``package.module:function`` to the registrar it names."""
+    module_name, _, attribute = path.partition(":")
+    registrar: Registrar = getattr(import_module(module_name), attribute or "register")
+    return registrar
+
+
 @lru_cache
+def catalog_with(modules: tuple[str, ...] = ()) -> Catalog:
+    """Built-ins, installed plugins, and the registrars named in ``AEGIR_CATALOG_MODULES``."""
+    return build_catalog(extra=[load_registrar(path) for path in modules])
+
+
 def get_catalog() -> Catalog:
-    return build_catalog()
+    from app.config import get_settings
+
+    return catalog_with(tuple(get_settings().catalog_modules))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, create_model
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
 
 class TaskFields(BaseModel):
@@ -126,6 +126,20 @@ class EntityFields(BaseModel):
     """Base of every entity kind's own fields."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def check_output(outputs: type[BaseModel], name: str, value: Any) -> Any:
+    """The JSON form of ``value`` for the declared output ``name``; ``ValueError`` if not."""
+    if name not in outputs.model_fields:
+        declared = ", ".join(outputs.model_fields) or "none"
+        raise ValueError(f"{name!r} is not a declared output (declared: {declared})")
+    try:
+        model = outputs.__pydantic_validator__.validate_assignment(
+            outputs.model_construct(), name, value
+        )
+    except ValidationError as error:
+        raise ValueError(f"{name!r}: {error.errors(include_url=False)[0]['msg']}") from None
+    return outputs.model_validate(model).model_dump(mode="json", include={name})[name]
 
 
 def compose_values_model(

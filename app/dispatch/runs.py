@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
+from app.db import after_commit, utcnow
 from app.dispatch._values import snapshot_form, stored_form
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
-from app.entities.run.models import Run, RunStatus, RunTask
+from app.entities.run.models import FINAL_STATUSES, Run, RunStatus, RunTask
 from app.entities.task.models import TaskInstance
 from app.errors import Conflict, InvalidInput
+from relay.events import CANCEL_CHANNEL, STATUS_CHANNEL, run_channel, status_message, typed_status
+from workers.queue import QueueClient, enqueue_run
 
 
 def operation_type(catalog: Catalog, operation: Operation) -> tuple[EntityKind, OperationType]:
@@ -33,11 +38,16 @@ def operation_type(catalog: Catalog, operation: Operation) -> tuple[EntityKind, 
 async def request(
     session: AsyncSession,
     catalog: Catalog,
+    redis: QueueClient,
     operation_id: uuid.UUID,
     values: dict[str, dict[str, Any]],
     requested_by: str | None = None,
 ) -> Run:
-    """Save the values on the task instances and create a queued run, atomically."""
+    """Save the values on the task instances and create a queued run, atomically.
+
+    The run is enqueued only after the commit; if Redis is down then, the relay's sweep
+    enqueues it later: a run in the database is never lost.
+    """
     operation = await operations.get(session, operation_id)
     kind, op_type = operation_type(catalog, operation)
     tasks = {step.task.key: step.task for step in operation.steps}
@@ -63,7 +73,47 @@ async def request(
     ]
     session.add(run)
     await session.flush()
+    after_commit(session, partial(_announce, redis, run.id, run.entity_id, RunStatus.queued))
+    after_commit(session, partial(enqueue_run, redis, run.id))
     return await runs.get(session, run.id)
+
+
+async def cancel(session: AsyncSession, redis: QueueClient, run_id: uuid.UUID) -> Run:
+    """A queued run is cancelled at once; a running one is asked to stop."""
+    run = await runs.get(session, run_id)
+    if run.status in FINAL_STATUSES:
+        raise Conflict(f"run {run_id} has already ended: {run.status}")
+    if run.status == RunStatus.queued:
+        moved = await _move(session, run_id, RunStatus.queued, RunStatus.cancelled)
+        if moved:
+            after_commit(session, partial(_announce, redis, run_id, run.entity_id, moved))
+            return await runs.get(session, run_id)
+    moved = await _move(session, run_id, RunStatus.running, RunStatus.cancelling)
+    if moved:
+        after_commit(session, partial(redis.publish, CANCEL_CHANNEL, str(run_id)))
+        after_commit(session, partial(_announce, redis, run_id, run.entity_id, moved))
+    return await runs.get(session, run_id)
+
+
+async def _move(session: AsyncSession, run_id: uuid.UUID, old: str, new: str) -> str | None:
+    values: dict[str, Any] = {"status": new}
+    if new in FINAL_STATUSES:
+        values["finished_at"] = utcnow()
+    result = await session.execute(
+        update(Run).where(Run.id == run_id, Run.status == old).values(**values)
+    )
+    session.expire_all()
+    return new if result.rowcount else None  # type: ignore[attr-defined]
+
+
+async def _announce(
+    redis: QueueClient, run_id: uuid.UUID, entity_id: uuid.UUID, status: str
+) -> None:
+    message = status_message(run_id, status, entity_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.publish(STATUS_CHANNEL, message)
+        pipe.publish(run_channel(run_id), typed_status(message))
+        await pipe.execute()
 
 
 def _validate(

@@ -60,6 +60,9 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     log_emitted: Mapped[int | None] = mapped_column(default=None)
     log_complete: Mapped[bool] = mapped_column(default=False)
+    # Which worker holds (or last held) the lease, and why the run ended as it did.
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
 
     tasks: Mapped[list[RunTask]] = relationship(
         lazy="raise",

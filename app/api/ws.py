@@ -1,0 +1,207 @@
+"""Websockets: a run's log, live and lossless; run status changes.
+
+Every API process can serve every client: lines come from the database, and news of
+new ones from Redis pub/sub, published by the relay after its commit. So a client
+first gets the stored lines after ``after``, then live ones; a gap in the live
+stream (a message missed, a slow client's overflow) is filled from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.entities.run import repository as runs
+from app.entities.run.models import FINAL_STATUSES, Run
+from app.errors import NotFound
+from relay.events import STATUS_CHANNEL, run_channel
+
+router = APIRouter()
+
+# Messages held for one client at most; past that it is fed from the database instead.
+CLIENT_BUFFER = 256
+PAGE = 1000
+IDLE_CHECK = 5.0
+COMPLETE_WAIT = 5.0
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_log(websocket: WebSocket, run_id: uuid.UUID, after: int = 0) -> None:
+    await websocket.accept()
+    tail = _RunTail(websocket, run_id, max(after, 0))
+    try:
+        await tail.serve()
+    except NotFound:
+        await websocket.close(code=4404, reason=f"no run with id {run_id}")
+    except WebSocketDisconnect:
+        pass
+
+
+@router.websocket("/ws/events")
+async def run_events(websocket: WebSocket) -> None:
+    """Run status changes as they happen. ``{"type": "resync"}`` means: re-read the list."""
+    await websocket.accept()
+    feed = _Feed(websocket.app.state.redis, STATUS_CHANNEL)
+    try:
+        async with feed:
+            while True:
+                message = await feed.next(None)
+                if message is None or feed.overflowed:
+                    feed.overflowed = False
+                    await websocket.send_json({"type": "resync"})
+                    continue
+                await websocket.send_text(json.dumps({"type": "run", **message}))
+    except (WebSocketDisconnect, RedisError):
+        pass
+
+
+class _Feed:
+    """One pub/sub subscription feeding a bounded queue; overflow is flagged, not blocked."""
+
+    def __init__(self, redis: Any, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_BUFFER)
+        self.overflowed = False
+        self.pubsub: PubSub | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Feed:
+        self.pubsub = self.redis.pubsub()
+        await self.pubsub.subscribe(self.channel)
+        self.reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError):
+                await self.reader
+        if self.pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.pubsub.reset()
+
+    async def _read(self) -> None:
+        assert self.pubsub is not None
+        while True:
+            try:
+                async for message in self.pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        self.queue.put_nowait(json.loads(message["data"]))
+                    except asyncio.QueueFull:
+                        self.overflowed = True
+            except (RedisError, OSError):
+                self.overflowed = True  # missed messages: the client catches up elsewhere
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(RedisError, OSError):
+                    await self.pubsub.subscribe(self.channel)
+
+    async def next(self, wait: float | None) -> dict[str, Any] | None:
+        try:
+            return await asyncio.wait_for(self.queue.get(), wait)
+        except TimeoutError:
+            return None
+
+    def drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+class _RunTail:
+    def __init__(self, websocket: WebSocket, run_id: uuid.UUID, after: int) -> None:
+        self.websocket = websocket
+        self.run_id = run_id
+        self.last = after
+        self.sessionmaker: async_sessionmaker[AsyncSession] = websocket.app.state.sessionmaker
+        self.redis = websocket.app.state.redis
+
+    async def serve(self) -> None:
+        await self._run()  # 404 before subscribing
+        async with _Feed(self.redis, run_channel(self.run_id)) as feed:
+            if await self._catch_up():
+                return await self._finish()
+            while True:
+                message = await feed.next(IDLE_CHECK)
+                if message is None or feed.overflowed:
+                    feed.overflowed = False
+                    feed.drain()
+                    if await self._catch_up():
+                        return await self._finish()
+                    continue
+                if await self._live(message):
+                    return await self._finish()
+
+    async def _live(self, message: dict[str, Any]) -> bool:
+        """Forward one live message; ``True`` once the run has ended."""
+        kind = message.get("type")
+        if kind == "log":
+            fresh = [line for line in message["lines"] if line[0] > self.last]
+            if fresh and fresh[0][0] != self.last + 1:
+                return await self._catch_up()  # a gap: the database has it
+            if fresh:
+                await self._send_lines([(seq, stream, line) for seq, stream, line, _at in fresh])
+            return False
+        if kind == "status":
+            await self.websocket.send_json(
+                {
+                    "type": "status",
+                    "status": message["status"],
+                    "exit_code": message.get("exit_code"),
+                }
+            )
+            return message["status"] in FINAL_STATUSES
+        await self.websocket.send_json(message)
+        return False
+
+    async def _run(self) -> Run:
+        async with self.sessionmaker() as session:
+            return await runs.get(session, self.run_id)
+
+    async def _catch_up(self) -> bool:
+        """Send every stored line after the last sent; ``True`` if the run has ended."""
+        while True:
+            async with self.sessionmaker() as session:
+                lines = await runs.log_after(session, self.run_id, self.last, PAGE)
+            if lines:
+                await self._send_lines([(line.seq, line.stream, line.line) for line in lines])
+            if len(lines) < PAGE:
+                break
+        run = await self._run()
+        return run.status in FINAL_STATUSES
+
+    async def _finish(self) -> None:
+        """Wait (briefly) for the last lines to be stored, send them, then the end."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMPLETE_WAIT
+        while True:
+            await self._catch_up()
+            run = await self._run()
+            if run.log_complete or run.log_emitted is None or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await self.websocket.send_json(
+            {
+                "type": "end",
+                "status": run.status,
+                "exit_code": run.exit_code,
+                "complete": run.log_complete,
+                "last_seq": self.last,
+                "error": run.error,
+            }
+        )
+        await self.websocket.close()
+
+    async def _send_lines(self, lines: list[tuple[int, str, str]]) -> None:
+        body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
+        await self.websocket.send_text(json.dumps({"type": "log", "lines": body}))
+        self.last = lines[-1][0]

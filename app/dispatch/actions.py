@@ -1,0 +1,98 @@
+"""Actions: a task run within the request that asked, answered inside the click."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.registry import Catalog
+from app.catalog.types import ActionType, EntityKind
+from app.dispatch.plain import entity_data
+from app.entities.entity import repository as entities
+from app.entities.task.models import TaskInstance
+from app.errors import AegirError, NotFound, Unavailable
+from workers.queue import QueueClient, action_reply, enqueue_action
+
+
+class ActionTimeout(AegirError):
+    status_code = 504
+
+
+class ActionFailed(AegirError):
+    status_code = 502
+
+
+async def perform(
+    session: AsyncSession,
+    catalog: Catalog,
+    redis: QueueClient,
+    kind: EntityKind,
+    entity_id: uuid.UUID,
+    action: ActionType,
+) -> BaseModel:
+    payload = await _payload(session, catalog, kind, entity_id, action)
+    await session.commit()  # nothing to write; do not hold a transaction while we wait
+    seconds = action.timeout.total_seconds()
+    try:
+        job_id = await enqueue_action(redis, payload, expires=seconds)
+        reply = await action_reply(redis, job_id, wait=seconds)
+    except (RedisError, OSError) as error:
+        raise Unavailable(f"the queue is unavailable ({type(error).__name__}); try again") from None
+    if reply is None:
+        raise ActionTimeout(
+            f"{action.label} got no answer within {seconds:g} seconds: is a worker running? "
+            "Nothing was changed by this request."
+        )
+    return _result(action, reply)
+
+
+async def _payload(
+    session: AsyncSession,
+    catalog: Catalog,
+    kind: EntityKind,
+    entity_id: uuid.UUID,
+    action: ActionType,
+) -> dict[str, Any]:
+    await entities.get(session, entity_id, kind.name)
+    task = await session.scalar(
+        select(TaskInstance).where(
+            TaskInstance.entity_id == entity_id, TaskInstance.key == action.task
+        )
+    )
+    if task is None:
+        raise NotFound(f"this {kind.name} has no {action.task} task; run `aegir migrate`")
+    task_type = catalog.tasks[task.type]
+    secrets = [
+        str(task.values[name]) for name in task_type.secret_fields() if task.values.get(name)
+    ]
+    return {
+        "task_type": task.type,
+        "key": task.key,
+        "values": dict(task.values),
+        "tasks": {task.key: {"type": task.type, "values": dict(task.values), "outputs": {}}},
+        "entity": await entity_data(session, entity_id),
+        "timeout": action.timeout.total_seconds(),
+        "secrets": secrets,
+    }
+
+
+def _result(action: ActionType, reply: dict[str, Any]) -> BaseModel:
+    if reply.get("error"):
+        raise ActionFailed(f"{action.label} could not run: {reply['error']}")
+    if reply["code"] != 0:
+        said = " / ".join(reply.get("stderr", [])[-5:]) or "no message"
+        raise ActionFailed(f"{action.label} failed with exit code {reply['code']}: {said}")
+    data = dict(reply.get("outputs") or {})
+    fields = list(action.result.model_fields)
+    lines = [line.strip() for line in reply.get("stdout", []) if line.strip()]
+    if not data and len(fields) == 1 and lines:
+        data = {fields[0]: lines[-1]}  # one-value answers are the last line printed
+    try:
+        return action.result.model_validate(data)
+    except ValidationError as error:
+        raise ActionFailed(f"{action.label} answered something unexpected: {error}") from None

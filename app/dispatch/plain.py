@@ -1,0 +1,43 @@
+"""Entities as plain data, the only form executors ever see."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.entities.entity.models import Entity, EntityReference
+
+
+async def entity_data(
+    session: AsyncSession, entity_id: uuid.UUID, depth: int = 3
+) -> dict[str, Any]:
+    """The entity and what it references (site -> platform -> server), recursively."""
+    query = (
+        select(Entity)
+        .where(Entity.id == entity_id)
+        .options(selectinload(Entity.references).selectinload(EntityReference.target))
+    )
+    entity = (await session.execute(query)).scalar_one()
+    references: dict[str, Any] = {}
+    for ref in entity.references:
+        if depth > 1:
+            references[ref.role] = await entity_data(session, ref.target_id, depth - 1)
+        else:
+            references[ref.role] = plain(ref.target, {})
+    return plain(entity, references)
+
+
+def plain(entity: Entity, references: dict[str, Any]) -> dict[str, Any]:
+    scheme = "https" if entity.attributes.get("https") else "http"
+    return {
+        "id": str(entity.id),
+        "kind": entity.kind,
+        "name": entity.name,
+        "url": f"{scheme}://{entity.name}",
+        "fields": dict(entity.attributes),
+        "references": references,
+    }

@@ -1,0 +1,186 @@
+"""The local executor: one command on the control machine, from an argv list.
+
+The command runs in its own process group and working directory; stdout and stderr
+are streamed line by line as they come. Values reach it as one argv element per
+placeholder, and in full (secrets included) in a JSON file named by
+``$AEGIR_TASK_FILE``, readable by its owner only. A stdout line
+``::output:: {"name": value}`` writes outputs back instead of being logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from executors.base import (
+    EXIT_CANCELLED,
+    EXIT_TIMEOUT,
+    Emitter,
+    ExecutorUnavailable,
+    TaskContext,
+)
+
+OUTPUT_MARKER = "::output:: "
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\}")
+_READ_SIZE = 1 << 16
+
+
+def fill_argv(template: Sequence[str], context: TaskContext) -> list[str]:
+    """Each ``{dotted.name}`` becomes text inside its own argv element, nothing more."""
+    data = {
+        "run": {"id": context.run_id, "attempt": context.attempt},
+        "entity": context.entity,
+        "values": context.values,
+        "tasks": context.tasks,
+        "work_dir": str(context.work_dir),
+    }
+    return [_PLACEHOLDER.sub(lambda m: _lookup(data, m.group(1), context), arg) for arg in template]
+
+
+def _lookup(data: dict[str, Any], dotted: str, context: TaskContext) -> str:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ExecutorUnavailable(f"the command refers to {{{dotted}}}, which has no value")
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ExecutorUnavailable(f"{{{dotted}}} is not a single value")
+    text = str(value)
+    if text and text in context.secrets:
+        raise ExecutorUnavailable(f"{{{dotted}}} is a secret; commands read secrets from a file")
+    return text
+
+
+class LocalExecutor:
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = tuple(argv)
+
+    async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
+        argv = fill_argv(self.argv, context)
+        cwd = context.work_dir / context.run_id
+        cwd.mkdir(parents=True, exist_ok=True)
+        task_file = _write_task_file(cwd, context)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=_environment(task_file, context),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group, so cancel reaches children
+            )
+        except OSError as error:
+            task_file.unlink(missing_ok=True)
+            raise ExecutorUnavailable(f"cannot start {argv[0]}: {error.strerror}") from None
+        try:
+            return await _supervise(process, context, emit, cancel)
+        finally:
+            task_file.unlink(missing_ok=True)
+
+
+def _write_task_file(cwd: Path, context: TaskContext) -> Path:
+    path = cwd / f"task-{context.key}.json"
+    payload = {
+        "run_id": context.run_id,
+        "task": context.key,
+        "values": context.values,
+        "entity": context.entity,
+        "tasks": context.tasks,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle)
+    return path
+
+
+def _environment(task_file: Path, context: TaskContext) -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
+    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env.update(
+        AEGIR_TASK_FILE=str(task_file),
+        AEGIR_RUN_ID=context.run_id,
+        AEGIR_TASK=context.key,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+async def _supervise(
+    process: asyncio.subprocess.Process, context: TaskContext, emit: Emitter, cancel: asyncio.Event
+) -> int:
+    assert process.stdout is not None and process.stderr is not None
+    pumps = asyncio.gather(
+        _pump(process.stdout, "stdout", emit), _pump(process.stderr, "stderr", emit)
+    )
+    waiter = asyncio.ensure_future(process.wait())
+    cancelled = asyncio.ensure_future(cancel.wait())
+    done, _ = await asyncio.wait(
+        {waiter, cancelled}, timeout=context.timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    cancelled.cancel()
+    forced: int | None = None
+    if waiter not in done:
+        forced = EXIT_CANCELLED if cancel.is_set() else EXIT_TIMEOUT
+        reason = "cancelled" if cancel.is_set() else f"timed out after {context.timeout:g}s"
+        await emit.log("system", f"{reason}: stopping the command's process group")
+        await _stop_group(process, context.cancel_grace)
+    code = await waiter
+    try:
+        # Children left in the group may hold the pipes open after the leader exits.
+        await asyncio.wait_for(asyncio.shield(pumps), context.cancel_grace)
+    except TimeoutError:
+        _signal_group(process.pid, signal.SIGKILL)
+        await pumps
+    if forced is not None:
+        return forced
+    return code if code >= 0 else 128 - code
+
+
+async def _stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM to the whole group, SIGKILL to what is left after the grace period."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+    # Children may outlive the leader; the group is gone only when all are.
+    _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+async def _pump(reader: asyncio.StreamReader, stream: str, emit: Emitter) -> None:
+    pending = b""
+    while chunk := await reader.read(_READ_SIZE):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            await _line(raw, stream, emit)
+    if pending:
+        await _line(pending, stream, emit)
+
+
+async def _line(raw: bytes, stream: str, emit: Emitter) -> None:
+    line = raw.decode("utf-8", errors="replace").rstrip("\r")
+    if stream == "stdout" and line.startswith(OUTPUT_MARKER):
+        try:
+            outputs = json.loads(line[len(OUTPUT_MARKER) :])
+        except json.JSONDecodeError:
+            await emit.log("system", f"not valid JSON after {OUTPUT_MARKER.strip()}: {line}")
+            return
+        if not isinstance(outputs, dict):
+            await emit.log("system", f"{OUTPUT_MARKER.strip()} needs a JSON object")
+            return
+        for name, value in outputs.items():
+            await emit.output(str(name), value)
+        return
+    await emit.log(stream, line)

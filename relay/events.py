@@ -1,0 +1,78 @@
+"""Run events as they travel worker -> Redis Stream -> relay -> database and subscribers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal, TypedDict
+
+EVENTS_STREAM = "aegir:events"
+RELAY_GROUP = "relay"
+STATUS_CHANNEL = "aegir:runs"
+CANCEL_CHANNEL = "aegir:cancel"
+
+
+def run_channel(run_id: uuid.UUID | str) -> str:
+    return f"aegir:run:{run_id}"
+
+
+class LogEvent(TypedDict):
+    t: Literal["log"]
+    run: str
+    attempt: int
+    # [seq, stream, line, unix time]
+    lines: list[tuple[int, str, str, float]]
+
+
+class OutputEvent(TypedDict):
+    t: Literal["output"]
+    run: str
+    attempt: int
+    task: str
+    name: str
+    value: Any
+
+
+class TaskEvent(TypedDict):
+    t: Literal["task"]
+    run: str
+    attempt: int
+    position: int
+    status: str
+    at: float
+
+
+class ExitEvent(TypedDict):
+    t: Literal["exit"]
+    run: str
+    attempt: int
+    status: str
+    code: int
+    first_seq: int
+    last_seq: int
+    at: float
+
+
+Event = LogEvent | OutputEvent | TaskEvent | ExitEvent
+
+
+def status_message(
+    run_id: uuid.UUID | str, status: str, entity_id: uuid.UUID | str | None = None, **extra: Any
+) -> str:
+    """What ``/ws/events`` subscribers receive when a run changes status."""
+    body = {"run": str(run_id), "status": status, "entity": entity_id and str(entity_id), **extra}
+    return json.dumps(body, default=str)
+
+
+def typed_status(message: str) -> str:
+    """A status message as sent on a run's own channel, beside its log lines."""
+    return json.dumps({"type": "status", **json.loads(message)})
+
+
+def encode(event: Event) -> dict[str, bytes]:
+    return {"e": json.dumps(event, separators=(",", ":")).encode()}
+
+
+def decode(fields: dict[bytes, bytes]) -> Event:
+    event: Event = json.loads(fields[b"e"])
+    return event

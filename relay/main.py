@@ -1,0 +1,170 @@
+"""The relay process: stream events into the database, then tell subscribers.
+
+Events are acknowledged only after the database commit, so a relay killed in between
+finds them again in its pending list (or another relay claims them), and the
+idempotent insert (unique run id + seq) stores each line once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterable
+
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.catalog.registry import Catalog, catalog_with
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker, session_scope
+from app.dispatch.queueing import next_runs
+from relay import store
+from relay.events import EVENTS_STREAM, RELAY_GROUP, Event, decode
+from relay.sweeper import sweep
+from workers.queue import QueueClient, create_redis, enqueue_run, release_run
+
+logger = logging.getLogger("aegir.relay")
+
+READ_COUNT = 2000
+BLOCK_MS = 1000
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: QueueClient,
+        name: str,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.sessionmaker = sessionmaker
+        self.redis = redis
+        self.name = name
+
+    async def ensure_group(self) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+            await self.redis.xgroup_create(EVENTS_STREAM, RELAY_GROUP, id="0", mkstream=True)
+
+    async def consume(self) -> None:
+        """Our own pending entries first (a restart), then new ones, then orphans."""
+        backlog = True
+        while True:
+            try:
+                await self.ensure_group()
+                entries = await self._read("0" if backlog else ">")
+                if backlog and not entries:
+                    backlog = False
+                    entries = await self._claim_orphans()
+                if entries:
+                    await self.handle(entries)
+            except (RedisError, OSError) as error:
+                logger.warning("relay: Redis unavailable (%s); retrying", error)
+                backlog = True
+                await asyncio.sleep(0.5)
+            except SQLAlchemyError:
+                logger.exception("relay: database write failed; the events stay pending")
+                backlog = True
+                await asyncio.sleep(1)
+
+    async def _read(self, start: str) -> list[Entry]:
+        block = None if start == "0" else BLOCK_MS
+        reply = await self.redis.xreadgroup(
+            RELAY_GROUP, self.name, {EVENTS_STREAM: start}, count=READ_COUNT, block=block
+        )
+        if not reply:
+            return []
+        entries: list[Entry] = reply[0][1]
+        return entries
+
+    async def _claim_orphans(self) -> list[Entry]:
+        """Entries another relay read and never acknowledged (it died)."""
+        reply = await self.redis.xautoclaim(
+            EVENTS_STREAM,
+            RELAY_GROUP,
+            self.name,
+            int(self.settings.relay_claim_idle.total_seconds() * 1000),
+            "0-0",
+            count=READ_COUNT,
+        )
+        entries: list[Entry] = reply[1]
+        return entries
+
+    async def handle(self, entries: list[Entry]) -> None:
+        events: list[Event] = [decode(fields) for _id, fields in entries if fields]
+        applied = store.Applied()
+        to_enqueue: list[uuid.UUID] = []
+        async for session in session_scope(self.sessionmaker):
+            applied = await store.apply(session, self.catalog, events)
+            to_enqueue = await next_runs(session, applied.finished_entities)
+        if applied.refused:
+            logger.info("relay: refused %d events of stale attempts", applied.refused)
+        ids = [entry_id for entry_id, _ in entries]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(EVENTS_STREAM, RELAY_GROUP, *ids)
+            pipe.xdel(EVENTS_STREAM, *ids)
+            for channel, message in applied.messages:
+                pipe.publish(channel, message)
+            await pipe.execute()
+        await _enqueue(self.redis, to_enqueue)
+
+    async def sweep_forever(self) -> None:
+        interval = self.settings.sweep_interval.total_seconds()
+        while True:
+            try:
+                async for session in session_scope(self.sessionmaker):
+                    swept = await sweep(session, self.catalog, self.settings)
+                for run_id in swept.release:
+                    await release_run(self.redis, run_id)
+                await _publish(self.redis, swept.messages)
+                await _enqueue(self.redis, swept.enqueue)
+            except (RedisError, OSError, SQLAlchemyError) as error:
+                logger.warning("relay: sweep failed (%s); next time", error)
+            await asyncio.sleep(interval)
+
+
+async def _publish(redis: QueueClient, messages: Iterable[tuple[str, str]]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for channel, message in messages:
+            pipe.publish(channel, message)
+        await pipe.execute()
+
+
+async def _enqueue(redis: QueueClient, run_ids: Iterable[uuid.UUID]) -> None:
+    for run_id in run_ids:
+        await enqueue_run(redis, run_id)
+
+
+async def serve_relay(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
+    name = settings.relay_name or f"relay-{socket.gethostname()}-{os.getpid()}"
+    relay = Relay(
+        settings,
+        catalog_with(tuple(settings.catalog_modules)),
+        create_sessionmaker(engine),
+        redis,
+        name,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(relay.consume()), asyncio.create_task(relay.sweep_forever())]
+    logger.info("relay %s ready", name)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await redis.aclose()
+    await engine.dispose()

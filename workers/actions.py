@@ -1,0 +1,68 @@
+"""Action tasks: run within the asking request, answered through a Redis list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from app.catalog.registry import Catalog
+from executors import executor_for
+from executors.base import ExecutorUnavailable, TaskContext
+
+KEEP_LINES = 50
+
+
+class CollectingEmitter:
+    """An action's lines and outputs, kept in memory for the answer."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.stdout: deque[str] = deque(maxlen=KEEP_LINES)
+        self.stderr: deque[str] = deque(maxlen=KEEP_LINES)
+        self.outputs: dict[str, Any] = {}
+        self.secrets = tuple(s for s in secrets if s)
+
+    async def log(self, stream: str, line: str) -> None:
+        for secret in self.secrets:
+            line = line.replace(secret, "****")
+        (self.stdout if stream == "stdout" else self.stderr).append(line)
+
+    async def output(self, name: str, value: Any) -> None:
+        self.outputs[name] = value
+
+
+async def execute_action(
+    catalog: Catalog, payload: dict[str, Any], work_dir: Path, grace: float
+) -> dict[str, Any]:
+    task_type = catalog.tasks[payload["task_type"]]
+    emitter = CollectingEmitter(tuple(payload.get("secrets", ())))
+    context = TaskContext(
+        run_id=payload["job_id"],
+        attempt=1,
+        key=payload["key"],
+        task_type=task_type.name,
+        values=payload["values"],
+        entity=payload["entity"],
+        tasks=payload["tasks"],
+        work_dir=work_dir,
+        timeout=float(payload["timeout"]),
+        cancel_grace=grace,
+        secrets=tuple(payload.get("secrets", ())),
+    )
+    try:
+        code = await executor_for(task_type).run(context, emitter, asyncio.Event())
+    except ExecutorUnavailable as error:
+        return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
+    return {
+        "code": code,
+        "error": None,
+        "outputs": emitter.outputs,
+        "stdout": list(emitter.stdout),
+        "stderr": list(emitter.stderr),
+    }
+
+
+def encode_reply(reply: dict[str, Any]) -> str:
+    return json.dumps(reply, default=str)

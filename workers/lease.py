@@ -1,0 +1,142 @@
+"""A worker's hold on a run: claim (one run per entity, in order), renew, and the plan.
+
+The attempt number is the fencing token: the claim increments it, every heartbeat and
+event carries it, and whatever carries an older one is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, selectinload
+
+from app.catalog.registry import Catalog
+from app.catalog.types import TaskType
+from app.db import utcnow
+from app.dispatch.plain import entity_data
+from app.entities.entity.models import Entity
+from app.entities.operation.models import Operation, OperationTask
+from app.entities.run.models import Run, RunLogLine, RunStatus
+
+ACTIVE = (RunStatus.running, RunStatus.cancelling)
+
+
+@dataclass(frozen=True)
+class Step:
+    position: int
+    key: str
+    task_type: TaskType
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: uuid.UUID
+    attempt: int
+    first_seq: int
+    steps: list[Step]
+    entity: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]
+    secrets: tuple[str, ...]
+
+
+async def claim(
+    session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, lease: timedelta, worker: str
+) -> Claim | None:
+    """Take the run if it is queued and first in line for its entity; else ``None``."""
+    entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
+    if entity_id is None:
+        return None
+    # PostgreSQL: two claims for one entity wait on this row. SQLite has one writer anyway.
+    await session.execute(select(Entity.id).where(Entity.id == entity_id).with_for_update())
+    attempt = await session.scalar(_claim_statement(run_id, lease, worker))
+    if attempt is None:
+        return None
+    return await _plan(session, catalog, run_id, attempt)
+
+
+def _claim_statement(run_id: uuid.UUID, lease: timedelta, worker: str) -> Any:
+    other = aliased(Run)
+    ahead = exists().where(
+        other.entity_id == Run.entity_id,
+        other.id != Run.id,
+        or_(
+            other.status.in_(ACTIVE),
+            (other.status == RunStatus.queued)
+            & or_(
+                other.created_at < Run.created_at,
+                (other.created_at == Run.created_at) & (other.id < Run.id),
+            ),
+        ),
+    )
+    now = utcnow()
+    return (
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.queued, ~ahead)
+        .values(
+            status=RunStatus.running,
+            attempt=Run.attempt + 1,
+            started_at=now,
+            lease_expires_at=now + lease,
+            worker=worker,
+            error=None,
+        )
+        .returning(Run.attempt)
+    )
+
+
+async def renew(
+    session: AsyncSession, run_id: uuid.UUID, attempt: int, lease: timedelta
+) -> str | None:
+    """Extend the lease; the run's status, or ``None`` when the lease is no longer ours."""
+    statement = (
+        update(Run)
+        .where(Run.id == run_id, Run.attempt == attempt, Run.status.in_(ACTIVE))
+        .values(lease_expires_at=utcnow() + lease)
+        .returning(Run.status)
+    )
+    status: str | None = await session.scalar(statement)
+    return status
+
+
+async def _plan(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, attempt: int) -> Claim:
+    run = await session.get_one(Run, run_id)
+    query = (
+        select(Operation)
+        .where(Operation.id == run.operation_id)
+        .options(selectinload(Operation.steps).selectinload(OperationTask.task))
+    )
+    operation = (await session.execute(query)).scalar_one()
+    entity = await session.get_one(Entity, run.entity_id)
+    kind = catalog.kinds[entity.kind]
+    op_type = kind.operations[operation.type]
+    instances = {step.task.key: step.task for step in operation.steps}
+    steps = [
+        Step(i, key, catalog.tasks[instances[key].type]) for i, key in enumerate(op_type.steps)
+    ]
+    tasks = {
+        key: {"type": task.type, "values": dict(task.values), "outputs": dict(task.outputs)}
+        for key, task in instances.items()
+    }
+    secrets = tuple(
+        str(task.values[name])
+        for task in instances.values()
+        for name in catalog.tasks[task.type].secret_fields()
+        if task.values.get(name)
+    )
+    last_seq = await session.scalar(
+        select(func.max(RunLogLine.seq)).where(RunLogLine.run_id == run_id)
+    )
+    return Claim(
+        run_id=run_id,
+        attempt=attempt,
+        first_seq=(last_seq or 0) + 1,
+        steps=steps,
+        entity=await entity_data(session, run.entity_id),
+        tasks=tasks,
+        secrets=secrets,
+    )

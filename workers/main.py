@@ -1,0 +1,177 @@
+"""The worker process: two arq workers (runs, and fast actions), woken by push.
+
+arq's own loop sleeps ``poll_delay`` between looks at the queue, so every job waits
+up to that long. Here each enqueue publishes a wake-up, and the loop waits for it
+(or for ``worker_poll`` at most), so a job starts about a Redis round trip after it
+was enqueued. arq's loop also ends on a lost Redis connection; this one waits and
+carries on, so a worker outlives a Redis restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from typing import Any
+
+from arq.worker import Worker, func
+from redis.exceptions import RedisError
+
+from app.catalog.registry import catalog_with
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from relay.events import CANCEL_CHANNEL
+from workers.actions import encode_reply, execute_action
+from workers.queue import (
+    ACTION_JOB,
+    ACTIONS_QUEUE,
+    RUN_JOB,
+    RUNS_QUEUE,
+    action_reply_key,
+    create_redis,
+    wake_channel,
+)
+from workers.runner import WorkerState, execute_run, stop_all
+
+logger = logging.getLogger("aegir.worker")
+
+REPLY_TTL = 60
+
+
+class WakeableWorker(Worker):
+    """An arq worker whose wait between polls ends early on a wake-up."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wake = asyncio.Event()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self.wake.set()  # a slot is free: look again now
+
+    async def main(self) -> None:
+        self.ctx["redis"] = self.pool
+        while True:
+            try:
+                self.wake.clear()
+                await self._poll_iteration()
+            except (RedisError, OSError) as error:
+                logger.warning("%s: Redis unavailable (%s); retrying", self.queue_name, error)
+                await asyncio.sleep(0.5)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
+
+
+async def _run_job(ctx: dict[str, Any], run_id: str) -> str | None:
+    state: WorkerState = ctx["state"]
+    return await execute_run(state, uuid.UUID(run_id))
+
+
+async def _action_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    state: WorkerState = ctx["state"]
+    work_dir = state.settings.work_dir or state.settings.var_dir / "work"
+    reply = await execute_action(
+        state.catalog, payload, work_dir, state.settings.cancel_grace.total_seconds()
+    )
+    key = action_reply_key(payload["job_id"])
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.rpush(key, encode_reply(reply))
+        pipe.expire(key, REPLY_TTL)
+        await pipe.execute()
+
+
+async def _listen(state: WorkerState, wakers: dict[str, WakeableWorker]) -> None:
+    """Wake-ups and cancel requests, over pub/sub; resubscribes after a Redis restart."""
+    channels = [wake_channel(queue) for queue in wakers] + [CANCEL_CHANNEL]
+    while True:
+        try:
+            async with state.redis.pubsub() as pubsub:
+                await pubsub.subscribe(*channels)
+                for worker in wakers.values():
+                    worker.wake.set()  # catch up with whatever came while away
+                async for message in pubsub.listen():
+                    _dispatch(message, state, wakers)
+        except (RedisError, OSError) as error:
+            logger.warning("pub/sub lost (%s); resubscribing", error)
+            await asyncio.sleep(0.5)
+
+
+def _dispatch(
+    message: dict[str, Any], state: WorkerState, wakers: dict[str, WakeableWorker]
+) -> None:
+    if message.get("type") != "message":
+        return
+    channel = message["channel"].decode()
+    if channel == CANCEL_CHANNEL:
+        with contextlib.suppress(ValueError):
+            event = state.cancels.get(uuid.UUID(message["data"].decode()))
+            if event is not None:
+                event.set()
+        return
+    for queue, worker in wakers.items():
+        if channel == wake_channel(queue):
+            worker.wake.set()
+
+
+async def serve_worker(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
+    state = WorkerState(
+        settings=settings,
+        catalog=catalog_with(tuple(settings.catalog_modules)),
+        sessionmaker=create_sessionmaker(engine),
+        redis=redis,
+        name=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    poll = settings.worker_poll.total_seconds()
+    common: dict[str, Any] = dict(
+        redis_pool=redis, handle_signals=False, keep_result=0, poll_delay=poll, ctx={"state": state}
+    )
+    wakers = {
+        RUNS_QUEUE: WakeableWorker(
+            [func(_run_job, name=RUN_JOB, keep_result=0, max_tries=1_000)],
+            queue_name=RUNS_QUEUE,
+            max_jobs=settings.worker_max_jobs,
+            job_timeout=7 * 24 * 3600,
+            **common,
+        ),
+        ACTIONS_QUEUE: WakeableWorker(
+            [func(_action_job, name=ACTION_JOB, keep_result=0, max_tries=1)],
+            queue_name=ACTIONS_QUEUE,
+            max_jobs=20,
+            job_timeout=120,
+            **common,
+        ),
+    }
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(worker.main()) for worker in wakers.values()]
+    tasks.append(asyncio.create_task(_listen(state, wakers)))
+    logger.info("worker %s ready", state.name)
+    await stop.wait()
+    logger.info("worker %s stopping: cancelling its runs", state.name)
+    await _shutdown(state, wakers, tasks)
+    await redis.aclose()
+    await engine.dispose()
+
+
+async def _shutdown(
+    state: WorkerState, wakers: dict[str, WakeableWorker], tasks: list[asyncio.Task[Any]]
+) -> None:
+    for worker in wakers.values():
+        worker.allow_pick_jobs = False
+    stop_all(state)
+    running = [t for worker in wakers.values() for t in worker.tasks.values()]
+    if running:
+        grace = state.settings.cancel_grace.total_seconds() + 5
+        await asyncio.wait(running, timeout=grace)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

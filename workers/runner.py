@@ -1,0 +1,161 @@
+"""Execute one run: claim it, run its tasks in order through their executors, report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.catalog.registry import Catalog
+from app.config import Settings
+from app.db import session_scope
+from app.entities.run.models import RunStatus, TaskStatus
+from executors import executor_for
+from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
+from relay.events import STATUS_CHANNEL, TaskEvent, status_message
+from workers import lease
+from workers.emitter import RunEmitter, TaskEmitter, cancel_quietly
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    """What a worker process shares between its jobs."""
+
+    settings: Settings
+    catalog: Catalog
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    name: str
+    cancels: dict[uuid.UUID, asyncio.Event] = field(default_factory=dict)
+
+
+async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
+    """The job: ``None`` if the run was not ours to take, else its final status."""
+    async for session in session_scope(state.sessionmaker):
+        claimed = await lease.claim(
+            session, state.catalog, run_id, state.settings.run_lease, state.name
+        )
+    if claimed is None:
+        return None
+    running = status_message(run_id, RunStatus.running, claimed.entity["id"])
+    await state.redis.publish(STATUS_CHANNEL, running)
+    cancel = state.cancels.setdefault(run_id, asyncio.Event())
+    emitter = RunEmitter(
+        state.redis, str(run_id), claimed.attempt, claimed.first_seq, claimed.secrets
+    )
+    heartbeat = asyncio.create_task(_heartbeat(state, claimed, cancel))
+    try:
+        status, code = await _run_steps(state, claimed, emitter, cancel)
+    finally:
+        await cancel_quietly(heartbeat)
+        state.cancels.pop(run_id, None)
+    await emitter.exit(status, code)
+    await emitter.close()
+    return status
+
+
+async def _run_steps(
+    state: WorkerState, claimed: lease.Claim, emitter: RunEmitter, cancel: asyncio.Event
+) -> tuple[str, int]:
+    for index, step in enumerate(claimed.steps):
+        if cancel.is_set():
+            _skip(emitter, claimed, index, TaskStatus.cancelled)
+            return RunStatus.cancelled, EXIT_CANCELLED
+        _task_status(emitter, claimed, step.position, TaskStatus.running)
+        code = await _run_step(state, claimed, step, emitter, cancel)
+        if cancel.is_set():
+            _task_status(emitter, claimed, step.position, TaskStatus.cancelled)
+            _skip(emitter, claimed, index + 1, TaskStatus.cancelled)
+            return RunStatus.cancelled, EXIT_CANCELLED
+        if code != 0:
+            _task_status(emitter, claimed, step.position, TaskStatus.failed)
+            _skip(emitter, claimed, index + 1, TaskStatus.skipped)
+            return RunStatus.failed, code
+        _task_status(emitter, claimed, step.position, TaskStatus.succeeded)
+    return RunStatus.succeeded, 0
+
+
+async def _run_step(
+    state: WorkerState,
+    claimed: lease.Claim,
+    step: lease.Step,
+    emitter: RunEmitter,
+    cancel: asyncio.Event,
+) -> int:
+    context = TaskContext(
+        run_id=str(claimed.run_id),
+        attempt=claimed.attempt,
+        key=step.key,
+        task_type=step.task_type.name,
+        values=claimed.tasks[step.key]["values"],
+        entity=claimed.entity,
+        tasks=claimed.tasks,
+        work_dir=state.settings.work_dir or state.settings.var_dir / "work",
+        timeout=step.task_type.timeout.total_seconds(),
+        cancel_grace=state.settings.cancel_grace.total_seconds(),
+        secrets=claimed.secrets,
+    )
+    task_emitter = TaskEmitter(emitter, step.key, step.task_type.name, step.task_type.outputs)
+    try:
+        return await executor_for(step.task_type).run(context, task_emitter, cancel)
+    except ExecutorUnavailable as error:
+        await emitter.log("system", f"task {step.key} cannot run: {error}")
+        return 127
+    except Exception as error:
+        logger.exception("run %s task %s", claimed.run_id, step.key)
+        await emitter.log("system", f"task {step.key} failed inside Aegir: {error!r}")
+        return 1
+
+
+def _task_status(emitter: RunEmitter, claimed: lease.Claim, position: int, status: str) -> None:
+    emitter.event(
+        TaskEvent(
+            t="task",
+            run=str(claimed.run_id),
+            attempt=claimed.attempt,
+            position=position,
+            status=status,
+            at=time.time(),
+        )
+    )
+
+
+def _skip(emitter: RunEmitter, claimed: lease.Claim, start: int, status: str) -> None:
+    for step in claimed.steps[start:]:
+        _task_status(emitter, claimed, step.position, status)
+
+
+async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.Event) -> None:
+    """Renew the lease; a cancel request, or a lease taken from us, stops the run."""
+    interval = state.settings.run_heartbeat.total_seconds()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async for session in session_scope(state.sessionmaker):
+                status = await lease.renew(
+                    session, claimed.run_id, claimed.attempt, state.settings.run_lease
+                )
+        except Exception:
+            logger.warning("run %s: lease not renewed this time", claimed.run_id, exc_info=True)
+            continue
+        if status is None:
+            logger.warning(
+                "run %s: lease lost; stopping attempt %s", claimed.run_id, claimed.attempt
+            )
+            cancel.set()
+            return
+        if status == RunStatus.cancelling:
+            cancel.set()
+
+
+def stop_all(state: WorkerState) -> None:
+    """At shutdown: ask every running executor to stop."""
+    for event in state.cancels.values():
+        event.set()
