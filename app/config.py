@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-development-only"  # noqa: S105 - a known placeholder, refused in production
+
+
+def _seconds(value: object) -> object:
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        return float(value)
+    return value
+
+
+# Durations read as seconds ("2.5") or ISO 8601 ("PT2.5S").
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 class Environment(StrEnum):
@@ -33,27 +45,27 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     page_size_max: int = Field(default=200, ge=1)
-    redis_timeout: timedelta = timedelta(seconds=1)
+    redis_timeout: Duration = timedelta(seconds=1)
     # Extra catalogue registrars, "module:function", besides installed plugins.
     catalog_modules: list[str] = []
 
     # Runs: a worker holds a lease it renews every heartbeat; a lease left to expire
     # means the worker is gone, and the run is settled as lost within lease + sweep.
-    run_lease: timedelta = timedelta(seconds=15)
-    run_heartbeat: timedelta = timedelta(seconds=3)
-    sweep_interval: timedelta = timedelta(seconds=1)
+    run_lease: Duration = timedelta(seconds=15)
+    run_heartbeat: Duration = timedelta(seconds=3)
+    sweep_interval: Duration = timedelta(seconds=1)
     # Queued runs older than this are enqueued again, in case Redis never got them.
-    requeue_after: timedelta = timedelta(seconds=5)
+    requeue_after: Duration = timedelta(seconds=5)
     # Between SIGTERM and SIGKILL when a run is cancelled.
-    cancel_grace: timedelta = timedelta(seconds=5)
+    cancel_grace: Duration = timedelta(seconds=5)
     # How long a worker waits for a wake-up before it looks at the queue anyway.
-    worker_poll: timedelta = timedelta(seconds=2)
+    worker_poll: Duration = timedelta(seconds=2)
     worker_max_jobs: int = Field(default=10, ge=1)
-    action_timeout: timedelta = timedelta(seconds=5)
+    action_timeout: Duration = timedelta(seconds=5)
     # A relay's consumer name (default: host and pid), and how long another relay's
     # unacknowledged events wait before this one takes them over.
     relay_name: str = ""
-    relay_claim_idle: timedelta = timedelta(seconds=10)
+    relay_claim_idle: Duration = timedelta(seconds=10)
     work_dir: Path | None = None
 
     @model_validator(mode="after")

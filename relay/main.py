@@ -51,6 +51,8 @@ class Relay:
         self.sessionmaker = sessionmaker
         self.redis = redis
         self.name = name
+        # Fault injection for the tests: die after the Nth commit, before acknowledging.
+        self.exit_after_commits = int(os.environ.get("AEGIR_FAULT_RELAY_EXIT_AFTER_COMMITS", "0"))
 
     async def ensure_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
@@ -107,6 +109,11 @@ class Relay:
         async for session in session_scope(self.sessionmaker):
             applied = await store.apply(session, self.catalog, events)
             to_enqueue = await next_runs(session, applied.finished_entities)
+        if self.exit_after_commits:
+            self.exit_after_commits -= 1
+            if not self.exit_after_commits:
+                logger.error("relay: fault injected: exiting between commit and acknowledgement")
+                os._exit(70)
         if applied.refused:
             logger.info("relay: refused %d events of stale attempts", applied.refused)
         ids = [entry_id for entry_id, _ in entries]

@@ -1,0 +1,36 @@
+"""One running system per database backend, in a database of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.services import alembic_upgrade, create_database
+from tests.fixtures.stack import Stack
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('stack') / 'aegir.sqlite3'}"
+    else:
+        url = create_database(request.getfixturevalue("postgres_url"), "aegir_stack")
+    alembic_upgrade(url)
+    system = Stack(url)
+    system.start()
+    yield system
+    system.stop()
+
+
+@pytest.fixture
+def live(stack: Stack) -> Iterator[Stack]:
+    """The stack with its worker and relay running, whatever the last test killed."""
+    for name in ("relay", "worker"):
+        process = stack.processes.get(name)
+        if process is None or process.poll() is not None:
+            stack.processes.pop(name, None)
+            stack.start_process(name)
+    yield stack
