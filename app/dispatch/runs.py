@@ -83,15 +83,18 @@ async def cancel(session: AsyncSession, redis: QueueClient, run_id: uuid.UUID) -
     run = await runs.get(session, run_id)
     if run.status in FINAL_STATUSES:
         raise Conflict(f"run {run_id} has already ended: {run.status}")
+    # Read before _move: it expires the session, and reloading an expired attribute
+    # outside an await is not possible (MissingGreenlet).
+    entity_id = run.entity_id
     if run.status == RunStatus.queued:
         moved = await _move(session, run_id, RunStatus.queued, RunStatus.cancelled)
         if moved:
-            after_commit(session, partial(_announce, redis, run_id, run.entity_id, moved))
+            after_commit(session, partial(_announce, redis, run_id, entity_id, moved))
             return await runs.get(session, run_id)
     moved = await _move(session, run_id, RunStatus.running, RunStatus.cancelling)
     if moved:
         after_commit(session, partial(redis.publish, CANCEL_CHANNEL, str(run_id)))
-        after_commit(session, partial(_announce, redis, run_id, run.entity_id, moved))
+        after_commit(session, partial(_announce, redis, run_id, entity_id, moved))
     return await runs.get(session, run_id)
 
 

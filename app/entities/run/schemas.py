@@ -36,6 +36,8 @@ class RunRead(RunSummary):
     requested_by: str | None
     started_at: datetime | None
     log_complete: bool
+    worker: str | None = Field(description="The worker that holds (or last held) the run.")
+    error: str | None = Field(description="Why the run ended as it did, when Aegir knows more.")
     tasks: list[RunTaskRead]
 
 
