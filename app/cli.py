@@ -36,7 +36,7 @@ async def _sync_graphs(settings: Settings) -> int:
 
     engine = create_engine(settings.database_url)
     try:
-        async for session in session_scope(create_sessionmaker(engine)):
+        async with session_scope(create_sessionmaker(engine)) as session:
             return await sync_graphs(session, catalog_with(tuple(settings.catalog_modules)))
     finally:
         await engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,10 +93,16 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+@asynccontextmanager
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """One session per request or job: committed at the boundary, rolled back on error."""
+    """One session per request or job: committed at the boundary, rolled back on error.
+
+    A context manager, not a generator to loop over: an error (or a cancellation) in
+    the block must reach the rollback here at once, or an open write transaction
+    would hold SQLite's lock until the garbage collector came by.
+    """
     async with sessionmaker() as session:
         try:
             yield session

@@ -31,7 +31,9 @@ from workers.queue import QueueClient, create_redis, enqueue_run, release_run
 
 logger = logging.getLogger("aegir.relay")
 
-READ_COUNT = 2000
+# Entries per transaction (each holds up to 500 lines): short enough that SQLite's
+# single write lock is never held long against heartbeats and API writes.
+READ_COUNT = 100
 BLOCK_MS = 1000
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -106,7 +108,7 @@ class Relay:
         events: list[Event] = [decode(fields) for _id, fields in entries if fields]
         applied = store.Applied()
         to_enqueue: list[uuid.UUID] = []
-        async for session in session_scope(self.sessionmaker):
+        async with session_scope(self.sessionmaker) as session:
             applied = await store.apply(session, self.catalog, events)
             to_enqueue = await next_runs(session, applied.finished_entities)
         if self.exit_after_commits:
@@ -129,7 +131,7 @@ class Relay:
         interval = self.settings.sweep_interval.total_seconds()
         while True:
             try:
-                async for session in session_scope(self.sessionmaker):
+                async with session_scope(self.sessionmaker) as session:
                     swept = await sweep(session, self.catalog, self.settings)
                 for run_id in swept.release:
                     await release_run(self.redis, run_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from app.catalog.registry import Catalog
 from executors import executor_for
-from executors.base import ExecutorUnavailable, TaskContext
+from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
 
 KEEP_LINES = 50
 
@@ -57,6 +57,7 @@ async def execute_action(
         return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
     return {
         "code": code,
+        "timed_out": code == EXIT_TIMEOUT,
         "error": None,
         "outputs": emitter.outputs,
         "stdout": list(emitter.stdout),

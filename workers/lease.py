@@ -103,6 +103,26 @@ async def renew(
     return status
 
 
+async def finish(
+    session: AsyncSession, run_id: uuid.UUID, attempt: int, status: str, code: int, last_seq: int
+) -> uuid.UUID | None:
+    """Record the end, if the run is still ours; answers its entity, now free."""
+    statement = (
+        update(Run)
+        .where(Run.id == run_id, Run.attempt == attempt, Run.status.in_(ACTIVE))
+        .values(
+            status=status,
+            exit_code=code,
+            finished_at=utcnow(),
+            log_emitted=last_seq,
+            lease_expires_at=None,
+        )
+        .returning(Run.entity_id)
+    )
+    entity_id: uuid.UUID | None = await session.scalar(statement)
+    return entity_id
+
+
 async def _plan(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, attempt: int) -> Claim:
     run = await session.get_one(Run, run_id)
     query = (

@@ -8,18 +8,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
+from app.dispatch.queueing import next_runs
 from app.entities.run.models import RunStatus, TaskStatus
 from executors import executor_for
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
-from relay.events import STATUS_CHANNEL, TaskEvent, status_message
+from relay.events import STATUS_CHANNEL, TaskEvent, run_channel, status_message, typed_status
 from workers import lease
 from workers.emitter import RunEmitter, TaskEmitter, cancel_quietly
+from workers.queue import QueueClient, enqueue_run
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +32,14 @@ class WorkerState:
     settings: Settings
     catalog: Catalog
     sessionmaker: async_sessionmaker[AsyncSession]
-    redis: Redis
+    redis: QueueClient
     name: str
     cancels: dict[uuid.UUID, asyncio.Event] = field(default_factory=dict)
 
 
 async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     """The job: ``None`` if the run was not ours to take, else its final status."""
-    async for session in session_scope(state.sessionmaker):
+    async with session_scope(state.sessionmaker) as session:
         claimed = await lease.claim(
             session, state.catalog, run_id, state.settings.run_lease, state.name
         )
@@ -58,7 +59,40 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
         state.cancels.pop(run_id, None)
     await emitter.exit(status, code)
     await emitter.close()
+    await _finish(state, claimed, status, code, emitter.seq)
     return status
+
+
+async def _finish(
+    state: WorkerState, claimed: lease.Claim, status: str, code: int, last: int
+) -> None:
+    """Record the end ourselves, while the lease is still ours.
+
+    The relay would record it too, from the exit event; but it may still be storing a
+    long log, and a lease left to expire meanwhile would look like a dead worker.
+    """
+    for delay in (0.1, 0.5, 1.0, 2.0):
+        try:
+            async with session_scope(state.sessionmaker) as session:
+                entity_id = await lease.finish(
+                    session, claimed.run_id, claimed.attempt, status, code, last
+                )
+                following = await next_runs(session, [entity_id]) if entity_id else []
+            break
+        except Exception:
+            logger.warning("run %s: end not recorded yet; retrying", claimed.run_id, exc_info=True)
+            await asyncio.sleep(delay)
+    else:
+        return  # the relay records it from the exit event
+    if entity_id is None:
+        return
+    message = status_message(claimed.run_id, status, entity_id, exit_code=code)
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.publish(STATUS_CHANNEL, message)
+        pipe.publish(run_channel(claimed.run_id), typed_status(message))
+        await pipe.execute()
+    for run_id in following:
+        await enqueue_run(state.redis, run_id)
 
 
 async def _run_steps(
@@ -138,7 +172,7 @@ async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.E
     while True:
         await asyncio.sleep(interval)
         try:
-            async for session in session_scope(state.sessionmaker):
+            async with session_scope(state.sessionmaker) as session:
                 status = await lease.renew(
                     session, claimed.run_id, claimed.attempt, state.settings.run_lease
                 )

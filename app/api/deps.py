@@ -15,7 +15,7 @@ from workers.queue import QueueClient
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+    async with session_scope(request.app.state.sessionmaker) as session:
         yield session
 
 
@@ -34,7 +34,9 @@ def _redis(request: Request) -> QueueClient:
     return redis
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# scope="function": commit before the answer is sent, so that what a client was told
+# was created is there when it asks again (and a failed commit is the answer).
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[QueueClient, Depends(_redis)]

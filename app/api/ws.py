@@ -180,14 +180,20 @@ class _RunTail:
         return run.status in FINAL_STATUSES
 
     async def _finish(self) -> None:
-        """Wait (briefly) for the last lines to be stored, send them, then the end."""
+        """Send the last lines as the relay stores them, then the end.
+
+        Gives up waiting for a complete log only when no line has come for a while.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMPLETE_WAIT
         while True:
+            before = self.last
+            run = await self._run()  # first: lines stored before it said complete
             await self._catch_up()
-            run = await self._run()
             if run.log_complete or run.log_emitted is None or loop.time() > deadline:
                 break
+            if self.last != before:
+                deadline = loop.time() + COMPLETE_WAIT
             await asyncio.sleep(0.05)
         await self.websocket.send_json(
             {

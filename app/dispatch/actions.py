@@ -18,6 +18,8 @@ from app.entities.task.models import TaskInstance
 from app.errors import AegirError, NotFound, Unavailable
 from workers.queue import QueueClient, action_reply, enqueue_action
 
+REPLY_MARGIN = 1.0
+
 
 class ActionTimeout(AegirError):
     status_code = 504
@@ -40,13 +42,20 @@ async def perform(
     seconds = action.timeout.total_seconds()
     try:
         job_id = await enqueue_action(redis, payload, expires=seconds)
-        reply = await action_reply(redis, job_id, wait=seconds)
+        # A little longer than the command may take, so that a command stopped at its
+        # timeout is reported as such rather than as silence.
+        reply = await action_reply(redis, job_id, wait=seconds + REPLY_MARGIN)
     except (RedisError, OSError) as error:
         raise Unavailable(f"the queue is unavailable ({type(error).__name__}); try again") from None
     if reply is None:
         raise ActionTimeout(
             f"{action.label} got no answer within {seconds:g} seconds: is a worker running? "
             "Nothing was changed by this request."
+        )
+    if reply.get("timed_out"):
+        raise ActionTimeout(
+            f"{action.label} got no answer within {seconds:g} seconds: the command was "
+            "still running, and was stopped."
         )
     return _result(action, reply)
 

@@ -21,10 +21,10 @@ async def test_existing_sites_get_the_plugin_operation(settings: Settings, app: 
             site = (await make_graph(http))["site"]
     assert "purge_cache" not in {op["type"] for op in site["operations"]}
 
-    async for session in session_scope(app.state.sessionmaker):
+    async with session_scope(app.state.sessionmaker) as session:
         added = await sync_graphs(session, app.state.catalog)
     assert added == 1
-    async for session in session_scope(app.state.sessionmaker):
+    async with session_scope(app.state.sessionmaker) as session:
         assert await sync_graphs(session, app.state.catalog) == 0, "idempotent"
 
     transport = httpx.ASGITransport(app=app)
