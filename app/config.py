@@ -61,7 +61,6 @@ class Settings(BaseSettings):
     # How long a worker waits for a wake-up before it looks at the queue anyway.
     worker_poll: Duration = timedelta(seconds=2)
     worker_max_jobs: int = Field(default=10, ge=1)
-    action_timeout: Duration = timedelta(seconds=5)
     # A relay's consumer name (default: host and pid), and how long another relay's
     # unacknowledged events wait before this one takes them over.
     relay_name: str = ""

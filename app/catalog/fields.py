@@ -128,8 +128,13 @@ Label = Annotated[
 
 
 def _secret_safe(value: SecretStr) -> SecretStr:
-    if re.search(r"[\x00\r\n]", value.get_secret_value()):
+    text = value.get_secret_value()
+    if re.search(r"[\x00\r\n]", text):
         raise ValueError("must not contain NUL or line breaks")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
     return value
 
 

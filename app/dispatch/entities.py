@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
@@ -78,7 +79,7 @@ async def create(session: AsyncSession, kind: EntityKind, body: BaseModel) -> En
     entity.references = [EntityReference(role=r, target_id=t) for r, t in references.items()]
     entity.tasks, entity.operations = missing_graph(kind, {}, set())
     session.add(entity)
-    await session.flush()
+    await _flush_named(session, kind, entity.name)
     return await entities.get(session, entity.id)
 
 
@@ -97,7 +98,7 @@ async def update(
     if body.references:
         wanted = {str(role): str(target) for role, target in body.references.items()}
         await _replace_references(session, kind, entity, wanted)
-    await session.flush()
+    await _flush_named(session, kind, entity.name)
     session.expire(entity)
     return await entities.get(session, entity_id)
 
@@ -121,6 +122,18 @@ def _validate(adapter: TypeAdapter[Any], value: Any, loc: list[str | int]) -> An
         return adapter.validate_python(value)
     except ValidationError as error:
         raise InvalidInput.from_validation(error, loc) from None
+
+
+async def _flush_named(session: AsyncSession, kind: EntityKind, name: str) -> None:
+    """Flush; a name taken by a concurrent request since our check is a 409 too."""
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if "uq_entities_kind_name" in str(error.orig) or "entities.kind, entities.name" in str(
+            error.orig
+        ):
+            raise Conflict(f"a {kind.name} named {name} already exists") from None
+        raise
 
 
 async def _check_name_free(

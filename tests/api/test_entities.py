@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -199,3 +200,11 @@ async def test_the_same_domain_may_be_used_by_two_kinds(client: httpx.AsyncClien
     server = await make_server(client, "www.example.com")
     platform = await make_platform(client, server)
     await make_site(client, platform, server, "www.example.com")
+
+
+async def test_concurrent_creates_of_one_name_give_one_201_and_409s(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"name": "race.example.com", "fields": {"hostname": "race.example.com"}}
+    answers = await asyncio.gather(*(client.post("/api/v1/servers", json=body) for _ in range(5)))
+    assert sorted(answer.status_code for answer in answers) == [201, 409, 409, 409, 409]

@@ -81,3 +81,8 @@ def test_secrets_refuse_line_breaks_and_hide_their_value() -> None:
     secret = adapter.validate_python("correct horse battery")
     assert "correct" not in repr(secret)
     assert adapter.dump_json(secret) == b'"**********"'
+
+
+def test_a_secret_must_be_valid_unicode() -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(fields.Secret).validate_python("abcdefgh\ud800")
