@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from app.config import PROJECT_ROOT, Settings, get_settings
 
@@ -129,6 +130,78 @@ def show_catalog() -> None:
         print("plugins: " + ", ".join(catalog.plugins))
 
 
+async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from app.db import create_engine, create_sessionmaker, session_scope
+    from app.dispatch import accounts
+    from app.entities.team.models import Role, Team
+    from app.entities.user.models import User
+    from app.errors import AegirError
+
+    engine = create_engine(settings.database_url)
+    actor = "cli"
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            if args.command == "user":
+                user = await accounts.create_user(
+                    session, actor, args.username, _password(args.password_stdin), args.admin
+                )
+                if args.team:
+                    team = await session.scalar(select(Team).where(Team.name == args.team))
+                    if team is None:
+                        team = await accounts.create_team(session, actor, args.team)
+                    await accounts.set_member(session, actor, team.id, user.id, Role(args.role))
+                print(f"aegir: user {user.username} created", file=sys.stderr)
+            elif args.command == "team":
+                await accounts.create_team(session, actor, args.name)
+                print(f"aegir: team {args.name} created", file=sys.stderr)
+            elif args.command == "token":
+                owner = await session.scalar(select(User).where(User.username == args.username))
+                if owner is None:
+                    raise SystemExit(f"aegir: no user named {args.username}")
+                lifetime = timedelta(days=args.days)
+                _row, token = await accounts.create_token(
+                    session, actor, owner, args.name, lifetime
+                )
+                print(token)
+    except AegirError as error:
+        raise SystemExit(f"aegir: {error.message}") from None
+    finally:
+        await engine.dispose()
+
+
+def _password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise SystemExit("aegir: the passwords differ")
+    return first
+
+
+def _account_commands(commands: Any) -> None:
+    user = commands.add_parser("user", help="create a user (the first: --admin)")
+    user.add_argument("action", choices=["create"])
+    user.add_argument("username")
+    user.add_argument("--admin", action="store_true", help="a site admin: manages teams")
+    user.add_argument("--team", help="add to this team (made if missing)")
+    user.add_argument("--role", default="admin", choices=["admin", "operator", "viewer"])
+    user.add_argument("--password-stdin", action="store_true", help="read the password")
+    team = commands.add_parser("team", help="create a team")
+    team.add_argument("action", choices=["create"])
+    team.add_argument("name")
+    token = commands.add_parser("token", help="create an API token for a user (printed once)")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("username")
+    token.add_argument("--name", default="cli")
+    token.add_argument("--days", type=int, default=90)
+
+
 COMMANDS = {
     "run": "the embedded default: Redis, migrations, then API, worker and relay",
     "serve": "serve the API and dashboard alone",
@@ -144,8 +217,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
         commands.add_parser(name, help=help_text)
+    _account_commands(commands)
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.command in {"user", "team", "token"}:
+        asyncio.run(_accounts(settings, args))
+        return
     if args.command == "run":
         run_embedded(settings)
     elif args.command == "serve":

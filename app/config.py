@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # A relay's consumer name (default: host and pid), and how long another relay's
     # unacknowledged events wait before this one takes them over.
     relay_name: str = ""
+    # Accounts: cookies marked Secure when served over HTTPS (directly or behind a proxy).
+    https: bool = False
+    session_max_age: Duration = timedelta(hours=12)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout: Duration = timedelta(minutes=15)
+    token_default_lifetime: Duration = timedelta(days=90)
     relay_claim_idle: Duration = timedelta(seconds=10)
     work_dir: Path | None = None
 

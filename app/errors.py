@@ -25,6 +25,14 @@ class NotFound(AegirError):
     status_code = 404
 
 
+class Unauthorized(AegirError):
+    status_code = 401
+
+
+class Forbidden(AegirError):
+    status_code = 403
+
+
 class Conflict(AegirError):
     status_code = 409
 
@@ -64,7 +72,8 @@ async def _aegir_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AegirError)
     if isinstance(exc, InvalidInput):
         return JSONResponse({"detail": jsonable_encoder(exc.errors)}, status_code=422)
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:

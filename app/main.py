@@ -10,15 +10,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.middleware.sessions import SessionMiddleware
 
+from app.api import accounts, health, operations, pages, runs, ws
 from app.api import catalog as catalog_api
-from app.api import health, operations, runs, ws
 from app.api.entities import entity_router
 from app.catalog.registry import Catalog, catalog_with
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_handlers
 from app.redis import create_client
+from app.security.crypto import SecretBox
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -42,11 +44,26 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         version="0.1.0",
         summary="A hosting control plane: servers, platforms and sites, and operations on them.",
         lifespan=lifespan,
+        # Served by app.api.pages, to signed-in users only.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="aegir_session",
+        max_age=int(settings.session_max_age.total_seconds()),
+        same_site="lax",
+        https_only=settings.https,
     )
     app.state.settings = settings
     app.state.catalog = catalog
+    app.state.secret_box = SecretBox(settings.secret_key)
     install_handlers(app)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    app.include_router(accounts.router)
     app.include_router(catalog_api.router)
     for kind in catalog.kinds.values():
         app.include_router(entity_router(kind))
@@ -79,6 +96,15 @@ def _compose_openapi(app: FastAPI, catalog: Catalog) -> None:
         run_create["anyOf"] = [ref for ref in refs.values()]
         run_create.pop("additionalProperties", None)
         run_create.pop("type", None)
+        document["components"]["securitySchemes"] = {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A personal token: POST /api/v1/tokens or `aegir token create`.",
+            },
+            "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "aegir_session"},
+        }
+        document["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
         app.openapi_schema = document
         return document
 

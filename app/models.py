@@ -1,19 +1,28 @@
 """Imports every model so that the metadata (and Alembic) sees all tables."""
 
 from app.db import Base
+from app.entities.audit.models import AuditEvent
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunTask
 from app.entities.task.models import TaskInstance
+from app.entities.team.models import Membership, Team
+from app.entities.token.models import ApiToken
+from app.entities.user.models import User
 
 __all__ = [
+    "ApiToken",
+    "AuditEvent",
     "Base",
     "Entity",
     "EntityReference",
+    "Membership",
     "Operation",
     "OperationTask",
     "Run",
     "RunLogLine",
     "RunTask",
     "TaskInstance",
+    "Team",
+    "User",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -11,8 +12,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Environment, Settings
+from app.entities.team.models import Role
 from app.main import create_app
 from app.models import Base
+from tests.fixtures.accounts import Account, api_client, make_account
 from tests.fixtures.services import alembic_upgrade, postgres_server, redis_server
 
 
@@ -46,6 +49,8 @@ def settings(
 ) -> Settings:
     return Settings(
         env=Environment.test,
+        secret_key="test-secret-key-not-for-production",
+        login_lockout=timedelta(seconds=2),
         database_url=database_url,
         redis_url=redis_url,
         var_dir=Path(tmp_path_factory.mktemp("var")),
@@ -72,9 +77,20 @@ async def _empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
+async def account(app: FastAPI) -> Account:
+    """Alice: admin of team "ops" (not a site admin), with an API token."""
+    return await make_account(app, "alice", team="ops", role=Role.admin)
+
+
+@pytest.fixture
+async def client(app: FastAPI, account: Account) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app, account) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app, None) as http:
         yield http
 
 

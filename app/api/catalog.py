@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import CatalogDep
+from app.api.deps import Authenticated, CatalogDep
 from app.catalog.schemas import CatalogRead, describe_catalog
 
-router = APIRouter(prefix="/api/v1", tags=["catalog"])
+router = APIRouter(prefix="/api/v1", tags=["catalog"], dependencies=[Authenticated])
 
 
 @router.get("/catalog", response_model=CatalogRead, summary="Task, operation and entity types")

@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
+from app.errors import Unauthorized
+from app.security.auth import CSRF_HEADER, SAFE_METHODS, authenticate, check_csrf
+from app.security.principal import Principal
 from workers.queue import QueueClient
 
 
@@ -40,6 +43,26 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[QueueClient, Depends(_redis)]
+
+
+async def _principal(request: Request, db: SessionDep) -> Principal:
+    """Every API route's gate: a bearer token, or a session cookie plus CSRF for writes."""
+    principal = await authenticate(db, request.headers.get("authorization"), request.session)
+    if principal is None:
+        raise Unauthorized("sign in at /login, or send Authorization: Bearer <token>")
+    if principal.via == "session" and request.method not in SAFE_METHODS:
+        check_csrf(request.session, request.headers.get(CSRF_HEADER))
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+Authenticated = Depends(_principal)
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]

@@ -3,23 +3,40 @@
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import CatalogDep, Limit, NameFilter, Offset, RedisDep, SessionDep
+from app.api.deps import (
+    Authenticated,
+    CatalogDep,
+    Limit,
+    NameFilter,
+    Offset,
+    PrincipalDep,
+    RedisDep,
+    SessionDep,
+    client_ip,
+)
 from app.catalog.types import ActionType, EntityKind
 from app.dispatch import actions, views
 from app.dispatch import entities as entity_service
+from app.dispatch.audit import record
 from app.entities.entity import repository as entities
+from app.entities.entity.models import Entity
 from app.entities.entity.schemas import EntityUpdate, create_model_for, read_model
 from app.entities.operation import repository as operations
 from app.entities.operation.schemas import OperationSummary
+from app.entities.team.models import Role
 from app.schemas import Page
+from app.security.principal import Principal
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such entity"}}
 
 
 def entity_router(kind: EntityKind) -> APIRouter:
-    router = APIRouter(prefix=f"/api/v1/{kind.plural}", tags=[kind.plural])
+    router = APIRouter(
+        prefix=f"/api/v1/{kind.plural}", tags=[kind.plural], dependencies=[Authenticated]
+    )
     create_body: Any = create_model_for(kind)
     read: Any = read_model(kind, detail=False)
     detail: Any = read_model(kind, detail=True)
@@ -27,10 +44,15 @@ def entity_router(kind: EntityKind) -> APIRouter:
 
     @router.get("", response_model=Page[read], summary=f"List {kind.plural}")
     async def list_entities(
-        session: SessionDep, name: NameFilter = None, limit: Limit = 50, offset: Offset = 0
+        session: SessionDep,
+        principal: PrincipalDep,
+        name: NameFilter = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Any:
-        rows, total = await entities.page(session, kind.name, name, limit, offset)
-        items = await views.entity_list(session, kind, rows)
+        teams = principal.visible_teams
+        rows, total = await entities.page(session, kind.name, name, limit, offset, teams)
+        items = await views.entity_list(session, principal, kind, rows)
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
     @router.post(
@@ -40,16 +62,16 @@ def entity_router(kind: EntityKind) -> APIRouter:
         summary=f"Create a {label} with its operations and tasks",
         responses={409: {"description": "The name is taken"}},
     )
-    async def create_entity(session: SessionDep, catalog: CatalogDep, body: create_body) -> Any:
-        entity = await entity_service.create(session, kind, body)
-        return await views.entity_detail(session, catalog, kind, entity)
+    async def create_entity(session: SessionDep, principal: PrincipalDep, body: create_body) -> Any:
+        entity = await entity_service.create(session, principal, kind, body)
+        return await views.entity_detail(session, principal, kind, entity)
 
     @router.get(
         "/{entity_id}", response_model=detail, responses=NOT_FOUND, summary=f"Get a {label}"
     )
-    async def get_entity(session: SessionDep, catalog: CatalogDep, entity_id: uuid.UUID) -> Any:
-        entity = await entities.get(session, entity_id, kind.name)
-        return await views.entity_detail(session, catalog, kind, entity)
+    async def get_entity(session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID) -> Any:
+        entity = await _visible(session, principal, kind, entity_id, Role.viewer)
+        return await views.entity_detail(session, principal, kind, entity)
 
     @router.patch(
         "/{entity_id}",
@@ -59,12 +81,12 @@ def entity_router(kind: EntityKind) -> APIRouter:
     )
     async def update_entity(
         session: SessionDep,
-        catalog: CatalogDep,
+        principal: PrincipalDep,
         entity_id: uuid.UUID,
         body: EntityUpdate = Body(...),
     ) -> Any:
-        entity = await entity_service.update(session, kind, entity_id, body)
-        return await views.entity_detail(session, catalog, kind, entity)
+        entity = await entity_service.update(session, principal, kind, entity_id, body)
+        return await views.entity_detail(session, principal, kind, entity)
 
     @router.delete(
         "/{entity_id}",
@@ -72,8 +94,10 @@ def entity_router(kind: EntityKind) -> APIRouter:
         responses={**NOT_FOUND, 409: {"description": "Others depend on it, or a run is going"}},
         summary=f"Delete a {label} (its record; the delete operation removes it from servers)",
     )
-    async def delete_entity(session: SessionDep, entity_id: uuid.UUID) -> Response:
-        await entity_service.remove(session, kind, entity_id)
+    async def delete_entity(
+        session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID
+    ) -> Response:
+        await entity_service.remove(session, principal, kind, entity_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get(
@@ -82,8 +106,10 @@ def entity_router(kind: EntityKind) -> APIRouter:
         responses=NOT_FOUND,
         summary=f"Operations of a {label}",
     )
-    async def list_operations(session: SessionDep, entity_id: uuid.UUID) -> Any:
-        entity = await entities.get(session, entity_id, kind.name)
+    async def list_operations(
+        session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID
+    ) -> Any:
+        entity = await _visible(session, principal, kind, entity_id, Role.viewer)
         ops = await operations.for_entity(session, entity.id)
         return await views.operation_summaries(session, kind, ops)
 
@@ -107,6 +133,23 @@ def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> No
         },
     )
     async def perform_action(
-        session: SessionDep, catalog: CatalogDep, redis: RedisDep, entity_id: uuid.UUID
+        session: SessionDep,
+        principal: PrincipalDep,
+        catalog: CatalogDep,
+        redis: RedisDep,
+        entity_id: uuid.UUID,
+        request: Request,
     ) -> Any:
+        entity = await _visible(session, principal, kind, entity_id, Role.operator)
+        record(session, principal, f"action.{action.name}", target_kind=kind.name,
+               target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
         return await actions.perform(session, catalog, redis, kind, entity_id, action)
+
+
+async def _visible(
+    session: AsyncSession, principal: Principal, kind: EntityKind, entity_id: uuid.UUID, role: Role
+) -> Entity:
+    """The entity, if this user may see it (404 otherwise) and has ``role`` (403 otherwise)."""
+    entity = await entities.get(session, entity_id, kind.name)
+    principal.require(entity.team_id, role, f"{kind.name} with id {entity_id}")
+    return entity

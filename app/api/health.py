@@ -9,7 +9,10 @@ from sqlalchemy import text
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+PUBLIC: dict[str, object] = {"security": []}
+
+
+@router.get("/healthz", summary="The process is up", openapi_extra=PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -17,6 +20,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="The database and Redis answer",
+    openapi_extra=PUBLIC,
     responses={503: {"description": "The database or Redis does not answer"}},
 )
 async def readyz(request: Request) -> JSONResponse:

@@ -2,16 +2,24 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
-from app.api.deps import CatalogDep, RedisDep, SessionDep
+from app.api.deps import (
+    Authenticated,
+    CatalogDep,
+    PrincipalDep,
+    RedisDep,
+    SessionDep,
+    client_ip,
+)
 from app.dispatch import runs as run_service
 from app.dispatch import views
 from app.entities.operation import repository as operations
 from app.entities.operation.schemas import OperationRead
 from app.entities.run.schemas import RunCreate, RunRead
+from app.entities.team.models import Role
 
-router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+router = APIRouter(prefix="/api/v1/operations", tags=["operations"], dependencies=[Authenticated])
 
 
 @router.get(
@@ -21,9 +29,10 @@ router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
     summary="An operation with its tasks' current values",
 )
 async def get_operation(
-    session: SessionDep, catalog: CatalogDep, operation_id: uuid.UUID
+    session: SessionDep, principal: PrincipalDep, catalog: CatalogDep, operation_id: uuid.UUID
 ) -> OperationRead:
     operation = await operations.get(session, operation_id)
+    principal.require(operation.entity.team_id, Role.viewer, f"operation with id {operation_id}")
     return await views.operation_detail(session, catalog, operation)
 
 
@@ -31,17 +40,22 @@ async def get_operation(
     "/{operation_id}/runs",
     response_model=RunRead,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {"description": "No such operation"}},
+    responses={404: {"description": "No such operation"}, 403: {"description": "Not an operator"}},
     summary="Run an operation",
     description="Validates the values against the operation's composed schema, saves them on "
     "its tasks and queues a run. A 422 names each bad field as [body, values, task, field].",
 )
 async def create_run(
     session: SessionDep,
+    principal: PrincipalDep,
     catalog: CatalogDep,
     redis: RedisDep,
     operation_id: uuid.UUID,
     body: RunCreate,
+    request: Request,
 ) -> RunRead:
-    run = await run_service.request(session, catalog, redis, operation_id, body.values)
+    box = request.app.state.secret_box
+    run = await run_service.request(
+        session, catalog, redis, box, principal, operation_id, body.values, client_ip(request)
+    )
     return RunRead.model_validate(run)

@@ -13,15 +13,21 @@ import contextlib
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.entities.entity.models import Entity
 from app.entities.run import repository as runs
 from app.entities.run.models import FINAL_STATUSES, Run
-from app.errors import NotFound
+from app.entities.team.models import Role
+from app.errors import NotFound, Unauthorized
+from app.security.auth import authenticate
+from app.security.principal import Principal
 from relay.events import STATUS_CHANNEL, run_channel
 
 router = APIRouter()
@@ -36,9 +42,16 @@ COMPLETE_WAIT = 5.0
 @router.websocket("/ws/runs/{run_id}")
 async def run_log(websocket: WebSocket, run_id: uuid.UUID, after: int = 0) -> None:
     await websocket.accept()
-    tail = _RunTail(websocket, run_id, max(after, 0))
+    principal = await _admit(websocket)
+    if principal is None:
+        return
     try:
-        await tail.serve()
+        async with websocket.app.state.sessionmaker() as session:
+            run = await runs.get(session, run_id)
+            principal.require(
+                await runs.team_of(session, run), Role.viewer, f"run with id {run_id}"
+            )
+        await _RunTail(websocket, run_id, max(after, 0)).serve()
     except NotFound:
         await websocket.close(code=4404, reason=f"no run with id {run_id}")
     except WebSocketDisconnect:
@@ -49,7 +62,11 @@ async def run_log(websocket: WebSocket, run_id: uuid.UUID, after: int = 0) -> No
 async def run_events(websocket: WebSocket) -> None:
     """Run status changes as they happen. ``{"type": "resync"}`` means: re-read the list."""
     await websocket.accept()
+    principal = await _admit(websocket)
+    if principal is None:
+        return
     feed = _Feed(websocket.app.state.redis, STATUS_CHANNEL)
+    teams: dict[str, uuid.UUID | None] = {}
     try:
         async with feed:
             while True:
@@ -58,9 +75,55 @@ async def run_events(websocket: WebSocket) -> None:
                     feed.overflowed = False
                     await websocket.send_json({"type": "resync"})
                     continue
-                await websocket.send_text(json.dumps({"type": "run", **message}))
+                if await _may_see(websocket, principal, message, teams):
+                    await websocket.send_text(json.dumps({"type": "run", **message}))
     except (WebSocketDisconnect, RedisError):
         pass
+
+
+async def _admit(websocket: WebSocket) -> Principal | None:
+    """Token or session; a session must come from a page of ours (no cross-site hijack)."""
+    async with websocket.app.state.sessionmaker() as session:
+        try:
+            principal = await authenticate(
+                session, websocket.headers.get("authorization"), websocket.session
+            )
+        except Unauthorized as error:
+            await websocket.close(code=4401, reason=error.message)
+            return None
+    if principal is None:
+        await websocket.close(code=4401, reason="sign in, or send Authorization: Bearer <token>")
+        return None
+    origin = websocket.headers.get("origin")
+    if (
+        principal.via == "session"
+        and origin
+        and urlsplit(origin).netloc != websocket.headers.get("host")
+    ):
+        await websocket.close(code=4403, reason="cross-site websocket refused")
+        return None
+    return principal
+
+
+async def _may_see(
+    websocket: WebSocket,
+    principal: Principal,
+    message: dict[str, Any],
+    teams: dict[str, uuid.UUID | None],
+) -> bool:
+    if principal.visible_teams is None:
+        return True
+    entity = str(message.get("entity"))
+    if entity not in teams:
+        async with websocket.app.state.sessionmaker() as session:
+            try:
+                teams[entity] = await session.scalar(
+                    select(Entity.team_id).where(Entity.id == uuid.UUID(entity))
+                )
+            except ValueError:
+                teams[entity] = None
+    team = teams[entity]
+    return team is not None and principal.can(team, Role.viewer)
 
 
 class _Feed:

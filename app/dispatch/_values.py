@@ -8,21 +8,26 @@ from pydantic import SecretStr
 from pydantic_core import to_jsonable_python
 
 from app.catalog.types import TaskType
+from app.security.crypto import SecretBox
 
 MASK = "**********"
 
 
-def stored_form(task_type: TaskType, model: Any) -> dict[str, Any]:
-    """What the database keeps: only the fields the user set, secrets in clear text.
-
-    Encrypting secrets at rest is the security issue's work; until then they are only
-    kept out of every answer, form and run snapshot.
-    """
+def stored_form(task_type: TaskType, model: Any, box: SecretBox) -> dict[str, Any]:
+    """What the database keeps: only the fields the user set, secrets encrypted."""
     data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
     for name in task_type.secret_fields() & data.keys():
         value = getattr(model, name)
-        data[name] = value.get_secret_value() if isinstance(value, SecretStr) else None
+        data[name] = box.seal(value.get_secret_value()) if isinstance(value, SecretStr) else None
     return data
+
+
+def opened_form(task_type: TaskType, stored: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """Stored values with their secrets decrypted: for validation and for executors only."""
+    opened = dict(stored)
+    for name in task_type.secret_fields() & opened.keys():
+        opened[name] = box.open(opened[name])
+    return opened
 
 
 def snapshot_form(task_type: TaskType, model: Any) -> dict[str, Any]:

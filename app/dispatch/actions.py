@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import ActionType, EntityKind
-from app.dispatch.plain import entity_data
-from app.entities.entity import repository as entities
 from app.entities.task.models import TaskInstance
 from app.errors import AegirError, NotFound, Unavailable
 from workers.queue import QueueClient, action_reply, enqueue_action
@@ -37,7 +35,7 @@ async def perform(
     entity_id: uuid.UUID,
     action: ActionType,
 ) -> BaseModel:
-    payload = await _payload(session, catalog, kind, entity_id, action)
+    payload = await _payload(session, kind, entity_id, action)
     await session.commit()  # nothing to write; do not hold a transaction while we wait
     seconds = action.timeout.total_seconds()
     try:
@@ -61,13 +59,9 @@ async def perform(
 
 
 async def _payload(
-    session: AsyncSession,
-    catalog: Catalog,
-    kind: EntityKind,
-    entity_id: uuid.UUID,
-    action: ActionType,
+    session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID, action: ActionType
 ) -> dict[str, Any]:
-    await entities.get(session, entity_id, kind.name)
+    """Ids only: the worker reads the values (and decrypts secrets) itself."""
     task = await session.scalar(
         select(TaskInstance).where(
             TaskInstance.entity_id == entity_id, TaskInstance.key == action.task
@@ -75,18 +69,10 @@ async def _payload(
     )
     if task is None:
         raise NotFound(f"this {kind.name} has no {action.task} task; run `aegir migrate`")
-    task_type = catalog.tasks[task.type]
-    secrets = [
-        str(task.values[name]) for name in task_type.secret_fields() if task.values.get(name)
-    ]
     return {
-        "task_type": task.type,
-        "key": task.key,
-        "values": dict(task.values),
-        "tasks": {task.key: {"type": task.type, "values": dict(task.values), "outputs": {}}},
-        "entity": await entity_data(session, entity_id),
+        "entity_id": str(entity_id),
+        "task_id": str(task.id),
         "timeout": action.timeout.total_seconds(),
-        "secrets": secrets,
     }
 
 

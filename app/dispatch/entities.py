@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind
+from app.dispatch.audit import record
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.entity.schemas import EntityUpdate
@@ -20,7 +21,9 @@ from app.entities.operation.models import Operation, OperationTask
 from app.entities.run import repository as runs
 from app.entities.run.models import FINAL_STATUSES
 from app.entities.task.models import TaskInstance
+from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
+from app.security.principal import Principal
 
 
 @cache
@@ -71,22 +74,46 @@ async def sync_graphs(session: AsyncSession, catalog: Catalog) -> int:
     return added
 
 
-async def create(session: AsyncSession, kind: EntityKind, body: BaseModel) -> Entity:
+async def create(
+    session: AsyncSession, principal: Principal, kind: EntityKind, body: BaseModel
+) -> Entity:
     data = body.model_dump(mode="json")
+    team_id = _team_for(principal, data["team_id"])
     await _check_name_free(session, kind, data["name"])
-    references = await _resolve_references(session, kind, data["references"])
-    entity = Entity(kind=kind.name, name=data["name"], attributes=data["fields"])
+    references = await _resolve_references(session, principal, kind, data["references"])
+    entity = Entity(kind=kind.name, name=data["name"], team_id=team_id, attributes=data["fields"])
     entity.references = [EntityReference(role=r, target_id=t) for r, t in references.items()]
     entity.tasks, entity.operations = missing_graph(kind, {}, set())
     session.add(entity)
     await _flush_named(session, kind, entity.name)
+    record(session, principal, "entity.created", target_kind=kind.name, target_id=entity.id,
+           team_id=team_id, name=entity.name)  # fmt: skip
     return await entities.get(session, entity.id)
 
 
+def _team_for(principal: Principal, wanted: str | None) -> uuid.UUID:
+    """The team asked for (where the user is admin), or the only one they administer."""
+    if wanted is not None:
+        team_id = uuid.UUID(wanted)
+        if not principal.can(team_id, Role.admin):
+            raise InvalidInput.field(["body", "team_id"], "you are not an admin of that team")
+        return team_id
+    mine = [team for team, role in principal.roles.items() if role == Role.admin]
+    if len(mine) == 1:
+        return mine[0]
+    reason = "you administer no team" if not mine else "you administer several teams"
+    raise InvalidInput.field(["body", "team_id"], f"say which team owns it: {reason}")
+
+
 async def update(
-    session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID, body: EntityUpdate
+    session: AsyncSession,
+    principal: Principal,
+    kind: EntityKind,
+    entity_id: uuid.UUID,
+    body: EntityUpdate,
 ) -> Entity:
     entity = await entities.get(session, entity_id, kind.name)
+    principal.require(entity.team_id, Role.admin, f"{kind.name} with id {entity_id}")
     if body.name is not None:
         name = _validate(_name_adapter(kind), body.name, ["body", "name"])
         await _check_name_free(session, kind, name, exclude=entity.id)
@@ -97,14 +124,20 @@ async def update(
         entity.attributes = fields.model_dump(mode="json")
     if body.references:
         wanted = {str(role): str(target) for role, target in body.references.items()}
-        await _replace_references(session, kind, entity, wanted)
+        await _replace_references(session, principal, kind, entity, wanted)
     await _flush_named(session, kind, entity.name)
+    changed = ", ".join(key for key, value in body.model_dump().items() if value is not None)
+    record(session, principal, "entity.updated", target_kind=kind.name, target_id=entity.id,
+           team_id=entity.team_id, changed=changed)  # fmt: skip
     session.expire(entity)
     return await entities.get(session, entity_id)
 
 
-async def remove(session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID) -> None:
+async def remove(
+    session: AsyncSession, principal: Principal, kind: EntityKind, entity_id: uuid.UUID
+) -> None:
     entity = await entities.get(session, entity_id, kind.name)
+    principal.require(entity.team_id, Role.admin, f"{kind.name} with id {entity_id}")
     users = (await entities.dependents_by_target(session, [entity.id])).get(entity.id, [])
     if users:
         names = ", ".join(f"{user.kind} {user.name}" for user in users)
@@ -115,6 +148,8 @@ async def remove(session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID) 
     if latest is not None and latest.status not in FINAL_STATUSES:
         raise Conflict(f"{kind.name} {entity.name} has a run {latest.status}: wait or cancel it")
     await session.execute(delete(Entity).where(Entity.id == entity.id))
+    record(session, principal, "entity.deleted", target_kind=kind.name, target_id=entity.id,
+           team_id=entity.team_id, name=entity.name)  # fmt: skip
 
 
 def _validate(adapter: TypeAdapter[Any], value: Any, loc: list[str | int]) -> Any:
@@ -144,7 +179,7 @@ async def _check_name_free(
 
 
 async def _resolve_references(
-    session: AsyncSession, kind: EntityKind, wanted: dict[str, str | None]
+    session: AsyncSession, principal: Principal, kind: EntityKind, wanted: dict[str, str | None]
 ) -> dict[str, uuid.UUID]:
     ids = {role: uuid.UUID(value) for role, value in wanted.items() if value is not None}
     found = await entities.get_many(session, list(ids.values()))
@@ -152,7 +187,7 @@ async def _resolve_references(
         expected = kind.references[role].kind
         target = found.get(target_id)
         loc = ["body", "references", role]
-        if target is None:
+        if target is None or not principal.can(target.team_id, Role.viewer):
             raise InvalidInput.field(loc, f"no {expected} with id {target_id}", "not_found")
         if target.kind != expected:
             raise InvalidInput.field(loc, f"must be a {expected}; {target_id} is a {target.kind}")
@@ -160,12 +195,16 @@ async def _resolve_references(
 
 
 async def _replace_references(
-    session: AsyncSession, kind: EntityKind, entity: Entity, wanted: dict[str, str]
+    session: AsyncSession,
+    principal: Principal,
+    kind: EntityKind,
+    entity: Entity,
+    wanted: dict[str, str],
 ) -> None:
     for role in wanted:
         if role not in kind.references:
             raise InvalidInput.field(["body", "references", role], f"{kind.name} has no {role}")
-    resolved = await _resolve_references(session, kind, dict(wanted))
+    resolved = await _resolve_references(session, principal, kind, dict(wanted))
     current = {ref.role: ref for ref in entity.references}
     for role, target_id in resolved.items():
         if role in current:

@@ -9,7 +9,25 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.catalog.registry import Catalog
+from app.dispatch._values import opened_form
 from app.entities.entity.models import Entity, EntityReference
+from app.entities.task.models import TaskInstance
+from app.security.crypto import SecretBox
+
+
+def task_data(
+    catalog: Catalog, box: SecretBox, instances: list[TaskInstance]
+) -> tuple[dict[str, dict[str, Any]], tuple[str, ...]]:
+    """Tasks by key with their values (secrets decrypted), and the secrets to mask."""
+    tasks: dict[str, dict[str, Any]] = {}
+    secrets: list[str] = []
+    for task in instances:
+        task_type = catalog.tasks[task.type]
+        values = opened_form(task_type, task.values, box)
+        tasks[task.key] = {"type": task.type, "values": values, "outputs": dict(task.outputs)}
+        secrets += [str(values[name]) for name in task_type.secret_fields() if values.get(name)]
+    return tasks, tuple(secrets)
 
 
 async def entity_data(

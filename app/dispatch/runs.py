@@ -13,13 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
 from app.db import after_commit, utcnow
-from app.dispatch._values import snapshot_form, stored_form
+from app.dispatch._values import opened_form, snapshot_form, stored_form
+from app.dispatch.audit import record
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
 from app.entities.run.models import FINAL_STATUSES, Run, RunStatus, RunTask
 from app.entities.task.models import TaskInstance
+from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
+from app.security.crypto import SecretBox
+from app.security.principal import Principal
 from relay.events import CANCEL_CHANNEL, STATUS_CHANNEL, run_channel, status_message, typed_status
 from workers.queue import QueueClient, enqueue_run
 
@@ -39,9 +43,11 @@ async def request(
     session: AsyncSession,
     catalog: Catalog,
     redis: QueueClient,
+    box: SecretBox,
+    principal: Principal,
     operation_id: uuid.UUID,
     values: dict[str, dict[str, Any]],
-    requested_by: str | None = None,
+    ip: str | None = None,
 ) -> Run:
     """Save the values on the task instances and create a queued run, atomically.
 
@@ -49,15 +55,16 @@ async def request(
     enqueues it later: a run in the database is never lost.
     """
     operation = await operations.get(session, operation_id)
+    principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation_id}")
     kind, op_type = operation_type(catalog, operation)
     tasks = {step.task.key: step.task for step in operation.steps}
     if missing := [key for key in op_type.task_keys if key not in tasks]:
         raise Conflict(f"operation {operation.type} lacks tasks {missing}; its graph is outdated")
-    validated = _validate(catalog, kind, op_type, tasks, values)
+    validated = _validate(catalog, kind, op_type, tasks, values, box)
     snapshot: dict[str, Any] = {}
     for key in op_type.task_keys:
         task_type = catalog.tasks[tasks[key].type]
-        tasks[key].values = stored_form(task_type, getattr(validated, key))
+        tasks[key].values = stored_form(task_type, getattr(validated, key), box)
         snapshot[key] = snapshot_form(task_type, getattr(validated, key))
     run = Run(
         operation_id=operation.id,
@@ -65,7 +72,7 @@ async def request(
         operation_type=operation.type,
         status=RunStatus.queued,
         values=snapshot,
-        requested_by=requested_by,
+        requested_by=principal.username,
     )
     run.tasks = [
         RunTask(position=i, task_key=key, task_type=tasks[key].type)
@@ -73,14 +80,27 @@ async def request(
     ]
     session.add(run)
     await session.flush()
+    record(session, principal, "run.requested", target_kind="run", target_id=run.id,
+           team_id=operation.entity.team_id, ip=ip, operation=operation.type,
+           entity=operation.entity.name)  # fmt: skip
     after_commit(session, partial(_announce, redis, run.id, run.entity_id, RunStatus.queued))
     after_commit(session, partial(enqueue_run, redis, run.id))
     return await runs.get(session, run.id)
 
 
-async def cancel(session: AsyncSession, redis: QueueClient, run_id: uuid.UUID) -> Run:
+async def cancel(
+    session: AsyncSession,
+    redis: QueueClient,
+    principal: Principal,
+    run_id: uuid.UUID,
+    ip: str | None = None,
+) -> Run:
     """A queued run is cancelled at once; a running one is asked to stop."""
     run = await runs.get(session, run_id)
+    team_id = await runs.team_of(session, run)
+    principal.require(team_id, Role.operator, f"run with id {run_id}")
+    record(session, principal, "run.cancelled", target_kind="run", target_id=run_id,
+           team_id=team_id, ip=ip, was=run.status)  # fmt: skip
     if run.status in FINAL_STATUSES:
         raise Conflict(f"run {run_id} has already ended: {run.status}")
     # Read before _move: it expires the session, and reloading an expired attribute
@@ -125,9 +145,13 @@ def _validate(
     op_type: OperationType,
     tasks: dict[str, TaskInstance],
     values: dict[str, dict[str, Any]],
+    box: SecretBox,
 ) -> Any:
     # Fields left out keep the task's current value; unknown keys stay in, to be refused.
-    merged: dict[str, Any] = {key: dict(tasks[key].values) for key in op_type.task_keys}
+    merged: dict[str, Any] = {
+        key: opened_form(catalog.tasks[tasks[key].type], tasks[key].values, box)
+        for key in op_type.task_keys
+    }
     for key, given in values.items():
         merged[key] = {**merged.get(key, {}), **given}
     try:

@@ -19,6 +19,7 @@ from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.schemas import RunSummary
 from app.entities.task.schemas import TaskInstanceRead
+from app.security.principal import Principal
 
 
 def _ref(entity: Entity) -> EntityRef:
@@ -30,11 +31,11 @@ def _summary(run: Run | None) -> RunSummary | None:
 
 
 async def entity_list(
-    session: AsyncSession, kind: EntityKind, rows: list[Entity]
+    session: AsyncSession, principal: Principal, kind: EntityKind, rows: list[Entity]
 ) -> list[dict[str, Any]]:
     ids = [row.id for row in rows]
     latest = await runs.latest_by_entity(session, ids)
-    users = await entities.dependents_by_target(session, ids)
+    users = await entities.dependents_by_target(session, ids, principal.visible_teams)
     return [_entity(kind, row, latest.get(row.id), users.get(row.id, [])) for row in rows]
 
 
@@ -46,6 +47,7 @@ def _entity(
         "id": row.id,
         "kind": row.kind,
         "name": row.name,
+        "team_id": row.team_id,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "fields": row.attributes,
@@ -56,9 +58,9 @@ def _entity(
 
 
 async def entity_detail(
-    session: AsyncSession, catalog: Catalog, kind: EntityKind, row: Entity
+    session: AsyncSession, principal: Principal, kind: EntityKind, row: Entity
 ) -> Any:
-    [data] = await entity_list(session, kind, [row])
+    [data] = await entity_list(session, principal, kind, [row])
     ops = await operations.for_entity(session, row.id)
     data["operations"] = await operation_summaries(session, kind, ops)
     return read_model(kind, detail=True).model_validate(data)

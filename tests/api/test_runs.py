@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,8 +93,8 @@ async def test_values_persist_on_the_task_for_the_next_run(client: httpx.AsyncCl
     assert values["vhost"]["port"] == 8080
 
 
-async def test_secrets_are_saved_but_never_shown(
-    client: httpx.AsyncClient, session: AsyncSession
+async def test_secrets_are_saved_encrypted_and_never_shown(
+    client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
     _site, install = await _site_op(client, "install")
     body = {"values": {"database": {"db_password": SECRET}}}
@@ -107,7 +109,9 @@ async def test_secrets_are_saved_but_never_shown(
     runs = await client.get("/api/v1/runs")
     assert SECRET not in runs.text
     stored = await session.scalar(select(TaskInstance.values).where(TaskInstance.key == "database"))
-    assert stored is not None and stored["db_password"] == SECRET, "kept for the back-end"
+    assert stored is not None
+    assert SECRET not in json.dumps(stored), "never in clear text in the database"
+    assert app.state.secret_box.open(stored["db_password"]) == SECRET, "kept for the back-end"
 
 
 async def test_runs_are_listed_and_filtered(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi import FastAPI
 
 from app.catalog.registry import build_catalog
@@ -10,15 +9,19 @@ from app.config import Settings
 from app.db import session_scope
 from app.dispatch.entities import sync_graphs
 from app.main import create_app
+from tests.fixtures.accounts import Account, api_client
 from tests.fixtures.factories import make_graph
 
 
-async def test_existing_sites_get_the_plugin_operation(settings: Settings, app: FastAPI) -> None:
+async def test_existing_sites_get_the_plugin_operation(
+    settings: Settings, app: FastAPI, account: Account
+) -> None:
     before_plugin: FastAPI = create_app(settings, build_catalog(plugins=False))
-    async with before_plugin.router.lifespan_context(before_plugin):
-        transport = httpx.ASGITransport(app=before_plugin)
-        async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
-            site = (await make_graph(http))["site"]
+    async with (
+        before_plugin.router.lifespan_context(before_plugin),
+        api_client(before_plugin, account) as http,
+    ):
+        site = (await make_graph(http))["site"]
     assert "purge_cache" not in {op["type"] for op in site["operations"]}
 
     async with session_scope(app.state.sessionmaker) as session:
@@ -27,8 +30,7 @@ async def test_existing_sites_get_the_plugin_operation(settings: Settings, app: 
     async with session_scope(app.state.sessionmaker) as session:
         assert await sync_graphs(session, app.state.catalog) == 0, "idempotent"
 
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
+    async with api_client(app, account) as http:
         after = (await http.get(f"/api/v1/sites/{site['id']}")).json()
         purge = next(op for op in after["operations"] if op["type"] == "purge_cache")
         run = await http.post(f"/api/v1/operations/{purge['id']}/runs", json={})

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosedError
-from websockets.sync.client import connect
 
 from tests.fixtures.stack import Stack
 
 
 def _messages(stack: Stack, path: str) -> list[dict[str, Any]]:
-    with connect(f"{stack.ws_url}{path}", open_timeout=10) as ws:
+    with stack.connect(path) as ws:
         return [json.loads(message) for message in ws]
 
 
@@ -36,7 +35,7 @@ def test_resume_after_a_sequence_number(live: Stack) -> None:
 
 def test_a_missing_run_closes_with_a_reason(live: Stack) -> None:
     with (
-        connect(f"{live.ws_url}/ws/runs/00000000-0000-0000-0000-000000000000") as ws,
+        live.connect("/ws/runs/00000000-0000-0000-0000-000000000000") as ws,
         pytest.raises(ConnectionClosedError) as closed,
     ):
         ws.recv(timeout=10)
@@ -51,9 +50,7 @@ def test_a_stalled_client_does_not_hold_up_another(live: Stack) -> None:
     with live.client() as http:
         app = live.make_app(http, "stalled")
         run = live.trigger(http, app, "run", {"first": {"lines": lines, "sleep": 1}})
-        with connect(
-            f"{live.ws_url}/ws/runs/{run['id']}", open_timeout=10, max_queue=1, ping_interval=None
-        ) as stalled:
+        with live.connect(f"/ws/runs/{run['id']}", max_queue=1, ping_interval=None) as stalled:
             # Shrink its socket buffer, then never read: the server's sends to it block.
             stalled.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             reader = _messages(live, f"/ws/runs/{run['id']}")
@@ -69,7 +66,7 @@ def test_status_changes_stream_on_the_events_socket(live: Stack) -> None:
     ready = threading.Event()
 
     def listen() -> None:
-        with connect(f"{live.ws_url}/ws/events", open_timeout=10) as ws:
+        with live.connect("/ws/events") as ws:
             ready.set()
             for message in ws:
                 seen.append(json.loads(message))

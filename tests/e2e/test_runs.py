@@ -8,14 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from websockets.sync.client import connect
-
 from tests.fixtures.stack import Stack, wait_for
 
 
 def _follow(stack: Stack, run_id: str, after: int = 0) -> list[dict[str, Any]]:
     """Every message of a run's websocket until the server closes it."""
-    with connect(f"{stack.ws_url}/ws/runs/{run_id}?after={after}", open_timeout=10) as ws:
+    with stack.connect(f"/ws/runs/{run_id}?after={after}") as ws:
         return [json.loads(message) for message in ws]
 
 

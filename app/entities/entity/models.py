@@ -27,6 +27,9 @@ class Entity(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(40), index=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teams.id", ondelete="RESTRICT"), index=True
+    )
     name: Mapped[str] = mapped_column(String(253))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
 

@@ -34,9 +34,17 @@ async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid
 
 
 async def page(
-    session: AsyncSession, kind: str, name: str | None, limit: int, offset: int
+    session: AsyncSession,
+    kind: str,
+    name: str | None,
+    limit: int,
+    offset: int,
+    teams: set[uuid.UUID] | None,
 ) -> tuple[list[Entity], int]:
+    """A page of one kind's entities; ``teams`` limits them to those teams (None: all)."""
     query = select(Entity).where(Entity.kind == kind)
+    if teams is not None:
+        query = query.where(Entity.team_id.in_(teams))
     if name:
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Entity.name.ilike(f"%{escaped}%", escape="\\"))
@@ -67,8 +75,11 @@ async def name_taken(
 
 
 async def dependents_by_target(
-    session: AsyncSession, entity_ids: Sequence[uuid.UUID]
+    session: AsyncSession,
+    entity_ids: Sequence[uuid.UUID],
+    teams: set[uuid.UUID] | None = None,
 ) -> dict[uuid.UUID, list[Entity]]:
+    """Who references each entity; ``teams`` limits the answer to what a user may see."""
     if not entity_ids:
         return {}
     query = (
@@ -77,6 +88,8 @@ async def dependents_by_target(
         .where(EntityReference.target_id.in_(entity_ids))
         .order_by(Entity.kind, Entity.name)
     )
+    if teams is not None:
+        query = query.where(Entity.team_id.in_(teams))
     found: dict[uuid.UUID, list[Entity]] = {}
     for target_id, entity in await session.execute(query):
         found.setdefault(target_id, []).append(entity)

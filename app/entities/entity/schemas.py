@@ -25,6 +25,7 @@ class EntityBase(Schema):
     id: uuid.UUID
     kind: str
     name: str
+    team_id: uuid.UUID
     created_at: datetime
     updated_at: datetime
     latest_run: RunSummary | None = None
@@ -102,6 +103,10 @@ def create_model_for(kind: EntityKind) -> type[BaseModel]:
         f"{camel(kind.name)}Create",
         __config__=ConfigDict(extra="forbid"),
         name=(kind.name_type, ...),
+        team_id=(
+            uuid.UUID | None,
+            Field(default=None, description="Owning team; may be left out if you have one."),
+        ),
         fields=fields_spec,
         references=refs_spec,
     )

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
+from app.entities.entity.models import Entity
 from app.entities.run.models import Run, RunLogLine
 from app.errors import NotFound
 
@@ -21,6 +22,13 @@ async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
     return run
 
 
+async def team_of(session: AsyncSession, run: Run) -> uuid.UUID:
+    team_id = await session.scalar(select(Entity.team_id).where(Entity.id == run.entity_id))
+    if team_id is None:
+        raise NotFound(f"no run with id {run.id}")
+    return team_id
+
+
 async def page(
     session: AsyncSession,
     *,
@@ -29,8 +37,11 @@ async def page(
     status: str | None,
     limit: int,
     offset: int,
+    teams: set[uuid.UUID] | None,
 ) -> tuple[list[Run], int]:
     query = select(Run)
+    if teams is not None:
+        query = query.join(Entity, Entity.id == Run.entity_id).where(Entity.team_id.in_(teams))
     if entity_id is not None:
         query = query.where(Run.entity_id == entity_id)
     if operation_id is not None:

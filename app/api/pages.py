@@ -1,0 +1,121 @@
+"""Sign-in, sign-out, the home page, and the API documentation (signed-in only)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from app.api.deps import Authenticated, PrincipalDep, SessionDep, SettingsDep, client_ip
+from app.config import PROJECT_ROOT
+from app.db import utcnow
+from app.dispatch.audit import record
+from app.entities.user.models import User
+from app.errors import Forbidden
+from app.security.auth import authenticate, check_csrf, csrf_token
+from app.security.passwords import verify_password
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
+
+
+@router.get("/", name="home")
+async def home(request: Request, session: SessionDep) -> Response:
+    principal = await authenticate(session, None, request.session)
+    if principal is None:
+        return RedirectResponse(request.url_for("login_form"), status_code=303)
+    context = {"principal": principal, "csrf": csrf_token(request.session)}
+    return templates.TemplateResponse(request, "home.html", context)
+
+
+@router.get("/login", name="login_form")
+async def login_form(request: Request) -> Response:
+    return _form(request, "", None, 200)
+
+
+def _form(request: Request, username: str, error: str | None, status_code: int) -> Response:
+    context = {"csrf": csrf_token(request.session), "username": username, "error": error}
+    return templates.TemplateResponse(request, "login.html", context, status_code=status_code)
+
+
+@router.post("/login", name="login_submit")
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=512)],
+    csrf: Annotated[str, Form(alias="csrf_token", max_length=100)] = "",
+) -> Response:
+    try:
+        check_csrf(request.session, csrf)
+    except Forbidden as error:
+        return _form(request, username, error.message, 403)
+    user = await session.scalar(select(User).where(User.username == username))
+    now = utcnow()
+    ip = client_ip(request)
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        record(session, username, "login.locked", target_kind="user", target_id=user.id, ip=ip)
+        return _form(request, username, _locked(user.locked_until, now), 429)
+    valid = await verify_password(user.password_hash if user else None, password)
+    if user is None or not valid:
+        failures = _count_failure(user, settings.login_max_failures, settings.login_lockout, now)
+        record(session, username, "login.failed", target_kind="user", ip=ip)
+        await session.commit()
+        # Each failure in a row answers more slowly; past the limit the account waits.
+        await asyncio.sleep(min(0.1 * 2 ** max(failures - 1, 0), 2.0))
+        return _form(request, username, "Wrong user name or password.", 401)
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    record(session, username, "login", target_kind="user", target_id=user.id, ip=ip)
+    request.session.clear()
+    request.session["uid"] = str(user.id)
+    csrf_token(request.session)  # a fresh one for the signed-in session
+    return RedirectResponse(request.url_for("home"), status_code=303)
+
+
+def _count_failure(user: User | None, limit: int, lockout: Any, now: datetime) -> int:
+    if user is None:
+        return 1
+    user.failed_logins += 1
+    failures = user.failed_logins
+    if failures >= limit:
+        user.locked_until = now + lockout
+        user.failed_logins = 0
+    return failures
+
+
+def _locked(until: datetime, now: datetime) -> str:
+    minutes = max(1, round((until - now).total_seconds() / 60))
+    return f"Too many failed sign-ins: this account is locked for about {minutes} more minute(s)."
+
+
+@router.post("/logout", name="logout")
+async def logout(
+    request: Request,
+    session: SessionDep,
+    csrf: Annotated[str, Form(alias="csrf_token", max_length=100)] = "",
+) -> Response:
+    check_csrf(request.session, csrf or request.headers.get("x-csrf-token"))
+    principal = await authenticate(session, None, request.session)
+    if principal is not None:
+        record(session, principal, "logout", target_kind="user", target_id=principal.user_id)
+    request.session.clear()
+    return RedirectResponse(request.url_for("login_form"), status_code=303)
+
+
+@router.get("/openapi.json", name="openapi_document", dependencies=[Authenticated])
+async def openapi_document(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", name="swagger_ui", dependencies=[Authenticated])
+async def swagger_ui(request: Request, principal: PrincipalDep) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=str(request.url_for("openapi_document")), title="Aegir API"
+    )

@@ -1,0 +1,1 @@
+"""Accounts, sessions, tokens, CSRF and secrets at rest."""

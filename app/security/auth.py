@@ -1,0 +1,80 @@
+"""Authentication: a bearer token, or a signed session cookie (with CSRF for writes)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.entities.team.models import Membership, Role
+from app.entities.token.models import ApiToken
+from app.entities.user.models import User
+from app.errors import Forbidden, Unauthorized
+from app.security.principal import Principal
+from app.security.tokens import token_hash
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+TOKEN_TOUCH = timedelta(minutes=1)
+
+
+def csrf_token(session: dict[str, Any]) -> str:
+    """The session's CSRF token, made on first use; forms and HTMX send it back."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def check_csrf(session: Mapping[str, Any], sent: str | None) -> None:
+    expected = session.get("csrf")
+    if not sent or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+        raise Forbidden("the CSRF token is missing or wrong: reload the page and try again")
+
+
+async def authenticate(
+    db: AsyncSession, authorization: str | None, session: Mapping[str, Any]
+) -> Principal | None:
+    if authorization:
+        return await _from_token(db, authorization)
+    user_id = session.get("uid")
+    if not isinstance(user_id, str):
+        return None
+    try:
+        user = await db.get(User, uuid.UUID(user_id))
+    except ValueError:
+        return None
+    return await principal_for(db, user, "session") if user is not None else None
+
+
+async def _from_token(db: AsyncSession, authorization: str) -> Principal:
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("send the token as: Authorization: Bearer <token>")
+    token = await db.scalar(
+        select(ApiToken).where(ApiToken.token_hash == token_hash(value.strip()))
+    )
+    now = utcnow()
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        raise Unauthorized("this token is not valid: unknown, revoked or expired")
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH:
+        await db.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    user = await db.get_one(User, token.user_id)
+    return await principal_for(db, user, "token")
+
+
+async def principal_for(db: AsyncSession, user: User, via: Any) -> Principal:
+    rows = await db.execute(
+        select(Membership.team_id, Membership.role).where(Membership.user_id == user.id)
+    )
+    roles = {team_id: Role(role) for team_id, role in rows}
+    return Principal(user.id, user.username, user.is_admin, roles, via)
