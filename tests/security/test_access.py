@@ -31,7 +31,7 @@ def _http_routes(app: FastAPI) -> set[tuple[str, str]]:
         for method in operations
     }
     for route in pages.router.routes:
-        assert isinstance(route, APIRoute)
+        assert isinstance(route, APIRoute) and route.methods
         found |= {(method, route.path) for method in route.methods - {"HEAD"}}
     return found
 
