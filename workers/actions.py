@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from app.catalog.registry import Catalog
+from app.db import session_scope
+from app.dispatch.plain import entity_data, task_data
+from app.entities.task.models import TaskInstance
+from app.security.crypto import SecretBox
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
 
@@ -34,22 +41,31 @@ class CollectingEmitter:
 
 
 async def execute_action(
-    catalog: Catalog, payload: dict[str, Any], work_dir: Path, grace: float
+    catalog: Catalog,
+    box: SecretBox,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    payload: dict[str, Any],
+    work_dir: Path,
+    grace: float,
 ) -> dict[str, Any]:
-    task_type = catalog.tasks[payload["task_type"]]
-    emitter = CollectingEmitter(tuple(payload.get("secrets", ())))
+    async with session_scope(sessionmaker) as session:
+        task = await session.get_one(TaskInstance, uuid.UUID(payload["task_id"]))
+        tasks, secrets = task_data(catalog, box, [task])
+        entity = await entity_data(session, uuid.UUID(payload["entity_id"]))
+    task_type = catalog.tasks[task.type]
+    emitter = CollectingEmitter(secrets)
     context = TaskContext(
         run_id=payload["job_id"],
         attempt=1,
-        key=payload["key"],
+        key=task.key,
         task_type=task_type.name,
-        values=payload["values"],
-        entity=payload["entity"],
-        tasks=payload["tasks"],
+        values=tasks[task.key]["values"],
+        entity=entity,
+        tasks=tasks,
         work_dir=work_dir,
         timeout=float(payload["timeout"]),
         cancel_grace=grace,
-        secrets=tuple(payload.get("secrets", ())),
+        secrets=secrets,
     )
     try:
         code = await executor_for(task_type).run(context, emitter, asyncio.Event())

@@ -18,10 +18,11 @@ from sqlalchemy.orm import aliased, selectinload
 from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
 from app.db import utcnow
-from app.dispatch.plain import entity_data
+from app.dispatch.plain import entity_data, task_data
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunStatus
+from app.security.crypto import SecretBox
 
 ACTIVE = (RunStatus.running, RunStatus.cancelling)
 
@@ -45,7 +46,12 @@ class Claim:
 
 
 async def claim(
-    session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, lease: timedelta, worker: str
+    session: AsyncSession,
+    catalog: Catalog,
+    box: SecretBox,
+    run_id: uuid.UUID,
+    lease: timedelta,
+    worker: str,
 ) -> Claim | None:
     """Take the run if it is queued and first in line for its entity; else ``None``."""
     entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
@@ -56,7 +62,7 @@ async def claim(
     attempt = await session.scalar(_claim_statement(run_id, lease, worker))
     if attempt is None:
         return None
-    return await _plan(session, catalog, run_id, attempt)
+    return await _plan(session, catalog, box, run_id, attempt)
 
 
 def _claim_statement(run_id: uuid.UUID, lease: timedelta, worker: str) -> Any:
@@ -123,7 +129,9 @@ async def finish(
     return entity_id
 
 
-async def _plan(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, attempt: int) -> Claim:
+async def _plan(
+    session: AsyncSession, catalog: Catalog, box: SecretBox, run_id: uuid.UUID, attempt: int
+) -> Claim:
     run = await session.get_one(Run, run_id)
     query = (
         select(Operation)
@@ -138,16 +146,7 @@ async def _plan(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID, atte
     steps = [
         Step(i, key, catalog.tasks[instances[key].type]) for i, key in enumerate(op_type.steps)
     ]
-    tasks = {
-        key: {"type": task.type, "values": dict(task.values), "outputs": dict(task.outputs)}
-        for key, task in instances.items()
-    }
-    secrets = tuple(
-        str(task.values[name])
-        for task in instances.values()
-        for name in catalog.tasks[task.type].secret_fields()
-        if task.values.get(name)
-    )
+    tasks, secrets = task_data(catalog, box, list(instances.values()))
     last_seq = await session.scalar(
         select(func.max(RunLogLine.seq)).where(RunLogLine.run_id == run_id)
     )

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from app.catalog.registry import catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.security.crypto import SecretBox
 from relay.events import CANCEL_CHANNEL
 from workers.actions import encode_reply, execute_action
 from workers.queue import (
@@ -76,7 +77,12 @@ async def _action_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     state: WorkerState = ctx["state"]
     work_dir = state.settings.work_dir or state.settings.var_dir / "work"
     reply = await execute_action(
-        state.catalog, payload, work_dir, state.settings.cancel_grace.total_seconds()
+        state.catalog,
+        state.box,
+        state.sessionmaker,
+        payload,
+        work_dir,
+        state.settings.cancel_grace.total_seconds(),
     )
     key = action_reply_key(payload["job_id"])
     async with state.redis.pipeline(transaction=True) as pipe:
@@ -127,6 +133,7 @@ async def serve_worker(settings: Settings) -> None:
         sessionmaker=create_sessionmaker(engine),
         redis=redis,
         name=f"{socket.gethostname()}:{os.getpid()}",
+        box=SecretBox(settings.secret_key),
     )
     poll = settings.worker_poll.total_seconds()
     common: dict[str, Any] = dict(

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.dispatch.queueing import next_runs
 from app.entities.run.models import RunStatus, TaskStatus
+from app.security.crypto import SecretBox
 from executors import executor_for
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
 from relay.events import STATUS_CHANNEL, TaskEvent, run_channel, status_message, typed_status
@@ -34,6 +35,7 @@ class WorkerState:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: QueueClient
     name: str
+    box: SecretBox
     cancels: dict[uuid.UUID, asyncio.Event] = field(default_factory=dict)
 
 
@@ -41,7 +43,7 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     """The job: ``None`` if the run was not ours to take, else its final status."""
     async with session_scope(state.sessionmaker) as session:
         claimed = await lease.claim(
-            session, state.catalog, run_id, state.settings.run_lease, state.name
+            session, state.catalog, state.box, run_id, state.settings.run_lease, state.name
         )
     if claimed is None:
         return None
