@@ -44,6 +44,20 @@ async def _sync_graphs(settings: Settings) -> int:
     return 0
 
 
+async def _has_users(settings: Settings) -> bool:
+    from sqlalchemy import select
+
+    from app.db import create_engine
+    from app.entities.user.models import User
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(select(User.id).limit(1))).first() is not None
+    finally:
+        await engine.dispose()
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -90,6 +104,12 @@ def run_embedded(settings: Settings) -> None:
             redis.start()
             print(f"aegir: redis-server on {redis.host}:{redis.port}", file=sys.stderr)
         migrate(settings)
+        if not asyncio.run(_has_users(settings)):
+            print(
+                "aegir: no users yet. Create the first admin in another terminal:\n"
+                "  .venv/bin/aegir user create --admin --team ops YOUR_NAME",
+                file=sys.stderr,
+            )
         for name in ("relay", "worker", "serve"):
             children.append(subprocess.Popen([sys.executable, "-m", "app.cli", name]))
         print(f"aegir: serving http://{settings.host}:{settings.port}/", file=sys.stderr)
