@@ -136,3 +136,40 @@ async def test_the_audit_log_records_who_did_what(
         ("alice", "entity.deleted"),
     ]:
         assert expected in seen, expected
+
+
+async def test_tokens_are_made_and_revoked_from_the_page(
+    anonymous: httpx.AsyncClient, account: Account
+) -> None:
+    await _sign_in(anonymous, "alice", PASSWORD)
+    page = await anonymous.get("/tokens")
+    made = await anonymous.post(
+        "/tokens", data={"name": "deploy script", "days": "7", "csrf_token": _csrf(page.text)}
+    )
+    assert made.status_code == 201
+    found = re.search(r'<code id="new-token">([^<]+)</code>', made.text)
+    assert found, "the new token is shown once"
+    token = found.group(1)
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await anonymous.get("/api/v1/me", headers=bearer)).status_code == 200
+    again = await anonymous.get("/tokens")
+    assert token not in again.text, "and never again"
+    row = next(row for row in again.text.split("<tr>") if "deploy script" in row)
+    revoke = re.search(r'action="([^"]+/revoke)"', row)
+    assert revoke
+    done = await anonymous.post(revoke.group(1), data={"csrf_token": _csrf(again.text)})
+    assert done.status_code == 303
+    assert (await anonymous.get("/api/v1/me", headers=bearer)).status_code == 401
+
+
+async def test_the_audit_page_is_for_site_admins(
+    app: FastAPI, anonymous: httpx.AsyncClient, account: Account
+) -> None:
+    await _sign_in(anonymous, "alice", PASSWORD)
+    assert (await anonymous.get("/audit")).status_code == 403
+    await make_account(app, "root", team=None, is_admin=True)
+    async with api_client(app, None) as admin:
+        await _sign_in(admin, "root", PASSWORD)
+        page = await admin.get("/audit")
+    assert page.status_code == 200
+    assert "login.failed" in page.text or "login" in page.text
