@@ -253,10 +253,12 @@ class _RunTail:
             before = self.last
             run = await self._run()  # first: lines stored before it said complete
             await self._catch_up()
-            if run.log_complete or run.log_emitted is None or loop.time() > deadline:
+            if run.log_complete or run.log_emitted is None:
                 break
-            if self.last != before:
+            if self.last != before:  # still coming: keep waiting
                 deadline = loop.time() + COMPLETE_WAIT
+            elif loop.time() > deadline:
+                break
             await asyncio.sleep(0.05)
         await self.websocket.send_json(
             {
