@@ -21,6 +21,7 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import install_handlers
 from app.redis import create_client
 from app.security.crypto import SecretBox
+from app.security.gate import AuthGate
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_middleware(AuthGate)  # inside the session middleware: it reads the session
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,

@@ -19,6 +19,7 @@ from tests.fixtures.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PASSWORD = "a-long-enough-password"
 
 
 def _clean_env(**values: str) -> dict[str, str]:
@@ -59,9 +60,25 @@ class Embedded:
     redis_port: int
     var_dir: Path
     log: Path
+    env: dict[str, str]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-8000:]
+
+    def aegir(self, *args: str, stdin: str = "") -> str:
+        """``aegir ARGS`` with the environment of the running ``aegir run``; its stdout."""
+        result = subprocess.run(
+            [str(BIN / "aegir"), *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"aegir {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout
 
 
 @pytest.fixture
@@ -87,7 +104,8 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
             stderr=out,
             start_new_session=True,
         )
-    running = Embedded(process, f"http://127.0.0.1:{api_port}", api_port, redis_port, var_dir, log)
+    base_url = f"http://127.0.0.1:{api_port}"
+    running = Embedded(process, base_url, api_port, redis_port, var_dir, log, env)
     try:
         _wait_ready(running)
         yield running
@@ -123,13 +141,35 @@ def _wait_ready(running: Embedded) -> None:
 
 @pytest.mark.timeout(180)
 def test_run_serves_and_stops_on_ctrl_c(embedded: Embedded) -> None:
-    with httpx.Client(base_url=embedded.base_url, trust_env=False, timeout=10) as http:
-        ready = http.get("/readyz")
+    with httpx.Client(base_url=embedded.base_url, trust_env=False, timeout=10) as anonymous:
+        ready = anonymous.get("/readyz")
         assert ready.json() == {
             "status": "ok",
             "checks": {"database": "ok", "redis": "ok"},
         }, ready.text
         assert (embedded.var_dir / "aegir.sqlite3").is_file()
+        refused = anonymous.get("/api/v1/servers")
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert anonymous.get("/openapi.json").status_code == 401
+
+    # The first account, as the operator makes it: same environment, so the same database.
+    embedded.aegir(
+        "user", "create", "admin", "--admin", "--team", "ops", "--role", "admin",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    token = embedded.aegir("token", "create", "admin", "--name", "test").strip()
+    assert token and "\n" not in token
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(
+        base_url=embedded.base_url, headers=headers, trust_env=False, timeout=10
+    ) as http:
+        me = http.get("/api/v1/me")
+        assert me.status_code == 200, me.text
+        assert me.json()["username"] == "admin"
+        assert [team["team"] for team in me.json()["teams"]] == ["ops"]
 
         docs = http.get("/docs")
         assert docs.status_code == 200

@@ -46,7 +46,13 @@ RedisDep = Annotated[QueueClient, Depends(_redis)]
 
 
 async def _principal(request: Request, db: SessionDep) -> Principal:
-    """Every API route's gate: a bearer token, or a session cookie plus CSRF for writes."""
+    """Every API route's gate: a bearer token, or a session cookie plus CSRF for writes.
+
+    Under /api/ the AuthGate middleware has done it already, before the body was read.
+    """
+    found = getattr(request.state, "principal", None)
+    if isinstance(found, Principal):
+        return found
     principal = await authenticate(db, request.headers.get("authorization"), request.session)
     if principal is None:
         raise Unauthorized("sign in at /login, or send Authorization: Bearer <token>")

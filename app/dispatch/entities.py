@@ -21,7 +21,7 @@ from app.entities.operation.models import Operation, OperationTask
 from app.entities.run import repository as runs
 from app.entities.run.models import FINAL_STATUSES
 from app.entities.task.models import TaskInstance
-from app.entities.team.models import Role
+from app.entities.team.models import Role, Team
 from app.errors import Conflict, InvalidInput
 from app.security.principal import Principal
 
@@ -78,7 +78,7 @@ async def create(
     session: AsyncSession, principal: Principal, kind: EntityKind, body: BaseModel
 ) -> Entity:
     data = body.model_dump(mode="json")
-    team_id = _team_for(principal, data["team_id"])
+    team_id = await _team_for(session, principal, data["team_id"])
     await _check_name_free(session, kind, data["name"])
     references = await _resolve_references(session, principal, kind, data["references"])
     entity = Entity(kind=kind.name, name=data["name"], team_id=team_id, attributes=data["fields"])
@@ -91,12 +91,12 @@ async def create(
     return await entities.get(session, entity.id)
 
 
-def _team_for(principal: Principal, wanted: str | None) -> uuid.UUID:
+async def _team_for(session: AsyncSession, principal: Principal, wanted: str | None) -> uuid.UUID:
     """The team asked for (where the user is admin), or the only one they administer."""
     if wanted is not None:
         team_id = uuid.UUID(wanted)
-        if not principal.can(team_id, Role.admin):
-            raise InvalidInput.field(["body", "team_id"], "you are not an admin of that team")
+        if not principal.can(team_id, Role.admin) or await session.get(Team, team_id) is None:
+            raise InvalidInput.field(["body", "team_id"], f"no team {team_id} that you administer")
         return team_id
     mine = [team for team, role in principal.roles.items() if role == Role.admin]
     if len(mine) == 1:

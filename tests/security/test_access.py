@@ -163,3 +163,32 @@ async def test_weak_passwords_are_refused(app: FastAPI, password: str) -> None:
     async with api_client(app, root) as http:
         answer = await http.post("/api/v1/users", json={"username": "w", "password": password})
     assert answer.status_code == 422
+
+
+async def test_strangers_are_refused_before_their_body_is_read(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    for body in (b"{not json", b"\xff\xfe"):
+        answer = await anonymous.post(
+            "/api/v1/sites", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 401
+    forged = await anonymous.post(
+        "/api/v1/sites",
+        content=b"{not json",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer aegir_forged"},
+    )
+    assert forged.status_code == 401
+
+
+async def test_a_site_admin_cannot_file_an_entity_under_a_missing_team(app: FastAPI) -> None:
+    root = await make_account(app, "root", team=None, is_admin=True)
+    body = {
+        "name": "x.example.com",
+        "fields": {"hostname": "x.example.com"},
+        "team_id": str(uuid.uuid4()),
+    }
+    async with api_client(app, root) as http:
+        answer = await http.post("/api/v1/servers", json=body)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "team_id"]
