@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, Connection, DateTime, MetaData, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -63,6 +63,8 @@ class TimestampMixin:
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # We say when transactions begin (see _sqlite_begin), not the driver.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -70,10 +72,27 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
+WRITE_OPTION = "aegir_writes"
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Writing transactions take SQLite's write lock when they start, not at a write.
+
+    A transaction that reads, then writes after another process has committed, fails
+    at once with "database is locked" (the busy timeout does not apply), and the API,
+    workers and relay all write. Waiting for the lock up front, within the busy
+    timeout, never fails that way. Read-only work keeps a deferred BEGIN, so readers
+    never wait for writers (WAL).
+    """
+    writes = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
 
@@ -95,7 +114,7 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
 
 @asynccontextmanager
 async def session_scope(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], *, writes: bool = True
 ) -> AsyncIterator[AsyncSession]:
     """One session per request or job: committed at the boundary, rolled back on error.
 
@@ -104,6 +123,8 @@ async def session_scope(
     would hold SQLite's lock until the garbage collector came by.
     """
     async with sessionmaker() as session:
+        if writes:
+            await session.connection(execution_options={WRITE_OPTION: True})
         try:
             yield session
         except BaseException:

@@ -18,7 +18,8 @@ from workers.queue import QueueClient
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(request.app.state.sessionmaker) as session:
+    writes = request.method not in SAFE_METHODS
+    async with session_scope(request.app.state.sessionmaker, writes=writes) as session:
         yield session
 
 

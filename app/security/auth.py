@@ -24,6 +24,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 TOKEN_TOUCH = timedelta(minutes=1)
+TOUCH = "touch_token"
+
+
+async def touch_token(db: AsyncSession, token_id: uuid.UUID) -> None:
+    """Note a token's last use (at most once a minute)."""
+    await db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 def csrf_token(session: dict[str, Any]) -> str:
@@ -67,7 +73,7 @@ async def _from_token(db: AsyncSession, authorization: str) -> Principal:
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise Unauthorized("this token is not valid: unknown, revoked or expired")
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH:
-        await db.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+        db.info[TOUCH] = token.id  # recorded by the caller, in a writing transaction
     user = await db.get_one(User, token.user_id)
     return await principal_for(db, user, "token")
 

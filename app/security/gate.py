@@ -7,12 +7,35 @@ ASGI middleware answers 401 (or 403 for a missing CSRF token) first.
 
 from __future__ import annotations
 
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.db import session_scope
 from app.errors import AegirError, Unauthorized
-from app.security.auth import CSRF_HEADER, SAFE_METHODS, authenticate, check_csrf
+from app.security.auth import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    TOUCH,
+    authenticate,
+    check_csrf,
+    touch_token,
+)
+
+logger = logging.getLogger(__name__)
+
+
+async def _touch(sessionmaker: Any, token_id: uuid.UUID) -> None:
+    try:
+        async with session_scope(sessionmaker) as db:
+            await touch_token(db, token_id)
+    except SQLAlchemyError:
+        logger.info("a token's last use was not recorded this time", exc_info=True)
 
 
 class AuthGate:
@@ -26,11 +49,14 @@ class AuthGate:
             return
         request = Request(scope)
         try:
-            async with scope["app"].state.sessionmaker() as db:
+            sessionmaker = scope["app"].state.sessionmaker
+            async with sessionmaker() as db:
                 principal = await authenticate(
                     db, request.headers.get("authorization"), scope.get("session", {})
                 )
-                await db.commit()  # a token's last use
+                touched = db.info.get(TOUCH)
+            if touched is not None:
+                await _touch(sessionmaker, touched)
             if principal is None:
                 raise Unauthorized("sign in at /login, or send Authorization: Bearer <token>")
             if principal.via == "session" and request.method not in SAFE_METHODS:
