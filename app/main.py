@@ -11,6 +11,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from app.api import accounts, health, operations, pages, runs, ws
 from app.api import catalog as catalog_api
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.catalog = catalog
     app.state.secret_box = SecretBox(settings.secret_key)
     install_handlers(app)
+    app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(accounts.router)

@@ -209,6 +209,11 @@ async def openapi_document(request: Request) -> JSONResponse:
 
 @router.get("/docs", name="swagger_ui", dependencies=[Authenticated])
 async def swagger_ui(request: Request, principal: PrincipalDep) -> HTMLResponse:
+    # Served from our own static files (swagger-ui-bundle-v2), never from a CDN.
     return get_swagger_ui_html(
-        openapi_url=str(request.url_for("openapi_document")), title="Aegir API"
+        openapi_url=str(request.url_for("openapi_document")),
+        title="Aegir API",
+        swagger_js_url=str(request.url_for("swagger", path="swagger-ui-bundle.js")),
+        swagger_css_url=str(request.url_for("swagger", path="swagger-ui.css")),
+        swagger_favicon_url=str(request.url_for("swagger", path="favicon-32x32.png")),
     )

@@ -192,3 +192,18 @@ async def test_a_site_admin_cannot_file_an_entity_under_a_missing_team(app: Fast
         answer = await http.post("/api/v1/servers", json=body)
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "team_id"]
+
+
+async def test_the_api_docs_load_nothing_from_a_cdn(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower()
+    script = re.search(r'src="([^"]+swagger-ui-bundle\.js)"', docs.text)
+    assert script, docs.text
+    served = await anonymous.get(script.group(1))
+    assert served.status_code == 200, "static files are public"
+    assert len(served.content) > 100_000
+    schema = await client.get("/openapi.json")
+    assert schema.json()["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
