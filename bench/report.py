@@ -1,0 +1,323 @@
+"""Figures, the table printed on the terminal, and ``bench/RESULTS.md``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bench.cpu import OTHERS, Phase
+
+
+@dataclass
+class Figure:
+    key: str  # which figure of the issue: "a" to "d"
+    name: str
+    unit: str  # "ms" or "/s"
+    ours: float
+    baseline: float | None
+    baseline_name: str
+    aim: str
+    met: bool | None  # None: no aim for this row
+    higher_is_better: bool
+    samples: int
+    detail: str = ""
+    baseline_samples: int | None = None  # when not as many as ``samples``
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.ours / self.baseline
+
+
+@dataclass
+class Report:
+    date: datetime
+    machine: dict[str, Any]
+    database: str
+    figures: list[Figure]
+    facts: dict[str, float]
+    stages: dict[str, float]
+    phases: list[Phase]
+    seconds: float
+    settings: dict[str, str]
+
+    def phase(self, name: str) -> Phase | None:
+        return next((phase for phase in self.phases if phase.name == name), None)
+
+
+def number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if value >= 100:
+        return f"{value:,.0f}/s"
+    return f"{value:.1f}/s"
+
+
+def ratio(figure: Figure) -> str:
+    value = figure.ratio
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def samples(figure: Figure) -> str:
+    if figure.baseline_samples is None:
+        return f"{figure.samples:,}"
+    return f"{figure.samples:,} / {figure.baseline_samples:,}"
+
+
+def verdict(figure: Figure) -> str:
+    if figure.met is None:
+        return ""
+    return "met" if figure.met else "MISSED"
+
+
+def render_table(report: Report) -> str:
+    rows = [("", "Figure", "Aegir", "Baseline", "Ratio", "Aim", "")]
+    for f in report.figures:
+        rows.append(
+            (
+                f"({f.key})",
+                f.name,
+                number(f.ours, f.unit),
+                number(f.baseline, f.unit),
+                ratio(f),
+                f.aim,
+                verdict(f),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    baselines = [f"({f.key}) {f.name}: baseline = {f.baseline_name}" for f in report.figures]
+    return "\n".join([*lines, "", *[b for b in baselines if not b.endswith("= ")]])
+
+
+def render_markdown(report: Report) -> str:
+    m = report.machine
+    out = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`bench/run.py`) on {report.date:%Y-%m-%d %H:%M} UTC; "
+        "every run overwrites this file. The bench took "
+        f"{report.seconds:.0f} s of measuring.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores",
+        f"- Python: {m['python']}",
+        f"- Redis: {m['redis']}",
+        f"- OS: {m['os']}",
+        f"- Database: {report.database} (fresh, migrated with `alembic upgrade head`)",
+        f"- Code measured: {m['code']}",
+        "",
+        "Everything (Redis, `aegir serve`, `aegir worker`, `aegir relay`, the baseline "
+        "arq worker and the bench's own client) runs on this one machine, over 127.0.0.1. "
+        "Aegir runs at its default settings.",
+        "",
+        *interference(report),
+        "## Figures",
+        "",
+        "Ratio is Aegir / baseline: below 1 is faster for times, above 1 is more for rates.",
+        "",
+        "| | Figure | Aegir | Baseline | Ratio | Aim | Met | Samples (Aegir / baseline) |",
+        "|---|---|---:|---:|---:|---|---|---:|",
+    ]
+    for f in report.figures:
+        out.append(
+            f"| ({f.key}) | {f.name} | {number(f.ours, f.unit)} | {number(f.baseline, f.unit)} "
+            f"| {ratio(f)} | {f.aim} | {verdict(f)} | {samples(f)} |"
+        )
+    out += ["", "Baselines:", ""]
+    for f in report.figures:
+        if f.baseline_name:
+            out.append(f"- ({f.key}) {f.name}: {f.baseline_name}.")
+    details = [f"- ({f.key}) {f.name}: {f.detail}." for f in report.figures if f.detail]
+    if details:
+        out += ["", "Checks:", "", *details]
+    out += ["", "## Targets", ""]
+    out += [f"- {paragraph}" for paragraph in assessment(report)]
+    out += ["", "## Where the time goes", ""]
+    if report.stages:
+        out += [
+            "Trigger → first log line (d), median of each stage, from the timestamps Aegir "
+            "stores (run created and started, line read) and the bench's clock:",
+            "",
+            "| Stage | Median |",
+            "|---|---:|",
+        ]
+        out += [f"| {stage} | {value:.1f} ms |" for stage, value in report.stages.items()]
+        out.append("")
+    out += cpu_table(report)
+    out += ["", "## Settings", ""]
+    out += [f"- {name}: {text}." for name, text in report.settings.items()]
+    out.append("")
+    return "\n".join(out)
+
+
+def interference(report: Report) -> list[str]:
+    """A warning when other processes took a noticeable share of the machine."""
+    cores = max(int(report.machine.get("cores", 1)), 1)
+    capacity = sum(phase.wall for phase in report.phases) * cores
+    others = sum(phase.cpu.get(OTHERS, 0.0) for phase in report.phases)
+    if not capacity or others / capacity < 0.05:
+        return []
+    worst = max(report.phases, key=lambda phase: phase.cpu.get(OTHERS, 0.0) / phase.wall)
+    return [
+        f"**Caution:** other processes on this machine used {others:.0f} CPU-seconds "
+        f"({others / capacity:.0%} of its capacity) while the bench measured, up to "
+        f"{worst.cpu.get(OTHERS, 0.0) / (worst.wall * cores):.0%} during “{worst.name}” "
+        "(see the CPU table below). The figures are pessimistic; run `make bench` on an "
+        "idle machine to compare.",
+        "",
+    ]
+
+
+def cpu_table(report: Report) -> list[str]:
+    names: list[str] = []
+    for phase in report.phases:
+        names += [name for name in phase.cpu if name not in names and name != OTHERS]
+    names.append(OTHERS)
+    cores = max(int(report.machine.get("cores", 1)), 1)
+    out = [
+        "CPU seconds used by each process during each phase (from /proc; `x: commands` is "
+        "what x's subprocesses used; `other processes` is everything else the machine ran "
+        "meanwhile). Busy is all of it / (wall time x "
+        f"{cores} cores): near 100% means the machine, not a wait, is the limit.",
+        "",
+        "| Phase | Wall | " + " | ".join(names) + " | Busy |",
+        "|---|---:|" + "---:|" * len(names) + "---:|",
+    ]
+    for phase in report.phases:
+        cells = [f"{phase.cpu[name]:.2f}" if name in phase.cpu else "" for name in names]
+        busy = sum(phase.cpu.values()) / (phase.wall * cores) if phase.wall else 0.0
+        out.append(
+            f"| {phase.name} | {phase.wall:.1f} s | " + " | ".join(cells) + f" | {busy:.0%} |"
+        )
+    return out
+
+
+def _aim(report: Report, key: str) -> str:
+    rows = [f for f in report.figures if f.key == key and f.met is not None]
+    if not rows:
+        return "no aim set"
+    missed = [f.name for f in rows if not f.met]
+    if not missed:
+        return "**aim met**"
+    return "**aim missed** (" + "; ".join(missed) + ")"
+
+
+def _per_run(phase: Phase | None, runs: float) -> str:
+    if phase is None or not runs:
+        return ""
+    parts = sorted(
+        ((name, seconds) for name, seconds in phase.cpu.items() if name != OTHERS),
+        key=lambda item: -item[1],
+    )
+    return ", ".join(f"{name} {1000 * seconds / runs:.1f} ms" for name, seconds in parts)
+
+
+def assessment(report: Report) -> list[str]:
+    f = report.facts
+    out: list[str] = []
+    if "action_p50_ms" in f:
+        ours, tuned, command = f["action_p50_ms"], f["arq_tuned_p50_ms"], f["subprocess_p50_ms"]
+        own = ours - command
+        text = (
+            f"(a) Action round trip: {_aim(report, 'a')}. p50 {ours:.1f} ms, p95 "
+            f"{f['action_p95_ms']:.1f} ms, against {tuned:.1f} ms and "
+            f"{f['arq_tuned_p95_ms']:.1f} ms for a raw arq no-op job at tuned polls. "
+            f"The action runs a real command, a Python process: started bare by the bench it "
+            f"takes {command:.1f} ms (p50) from start to exit, {command / ours:.0%} of the "
+            "round trip"
+        )
+        if command >= 25:
+            text += ", and alone it is already above the 25 ms aim"
+        text += (
+            f". Aegir's own part, the round trip less the command, is about {own:.1f} ms: "
+            f"{own / tuned:.1f}x the raw arq round trip (which runs no command), "
+            f"{'within' if own <= 1.5 * tuned else 'above'} the 1.5x aim. "
+            f"At arq's default polls the raw round trip is {f['arq_default_p50_ms']:.0f} ms "
+            f"(p50); Aegir's pub/sub wake-up and BLPOP reply make its round trip "
+            f"{f['arq_default_p50_ms'] / ours:.0f}x shorter than that."
+        )
+        out.append(text)
+    if "runs_per_s" in f:
+        ours, raw, spawn = f["runs_per_s"], f["arq_jobs_per_s"], f["arq_spawn_jobs_per_s"]
+        runs = f.get("runs_count", 0.0)
+        out.append(
+            f"(b) No-op runs per second: {_aim(report, 'b')}. {ours:.1f} runs/s is "
+            f"{ours / raw:.1%} of raw arq's {raw:,.0f} no-op jobs/s. Every Aegir run executes "
+            "the test command (a Python process, even with lines=0); a no-op arq job runs "
+            f"nothing. Raw arq jobs that each run the same command manage {spawn:.1f}/s on "
+            "this machine, so the command alone caps any queue near that; Aegir reaches "
+            f"{ours / spawn:.0%} of it. The rest is Aegir's own work per run (claim, task "
+            "file, events, relay transaction, finish, next-run lookup)"
+            + (", all on one SQLite writer" if report.database == "sqlite" else "")
+            + f". Posting the {runs:.0f} runs took {f['runs_posting_s']:.1f} s of the "
+            f"{f['runs_total_s']:.1f} s (POST p50 {f['runs_post_p50_ms']:.1f} ms, p95 "
+            f"{f['runs_post_p95_ms']:.1f} ms"
+            + (
+                f"; {f['runs_post_errors']:.0f} POSTs were refused with a server error under "
+                "this load and sent again, see Checks"
+                if f.get("runs_post_errors")
+                else ""
+            )
+            + ")"
+            + (
+                ": runs were executed about as fast as they could be queued, so the trigger "
+                "endpoint under concurrent load held the pace as much as the worker did"
+                if f["runs_posting_s"] > 0.7 * f["runs_total_s"]
+                else ""
+            )
+            + f". CPU per run: {_per_run(report.phase('(b) Aegir no-op runs'), runs)}."
+        )
+    if "log_db_s" in f:
+        lines = f["log_db_stored"]
+        read = f["log_last_read_s"] - f["log_first_read_s"]
+        text = (
+            f"(c) Log lines: {_aim(report, 'c')}. The worker read the command's lines from "
+            f"{f['log_first_read_s']:.2f} s to {f['log_last_read_s']:.2f} s after the POST "
+            f"({lines / read if read > 0 else 0:,.0f} lines/s out of the executor); the "
+            f"database held them all (log_complete) at {f['log_db_s']:.2f} s, the websocket "
+            f"subscriber had every seq at {f['log_ws_s']:.2f} s."
+        )
+        if f["log_db_s"] > 1.5 * f["log_last_read_s"]:
+            text += (
+                " So storing the lines (the relay's database transactions), not the "
+                "executor or Redis, sets the pace."
+            )
+        if f["log_ws_large_messages"]:
+            text += (
+                f" Of {f['log_ws_messages']:.0f} websocket log messages, "
+                f"{f['log_ws_large_messages']:.0f} held more than one relay batch: pages "
+                "read back from the database. That is how the API feeds a tail once the "
+                "run's end has been announced, and the worker announces it as soon as the "
+                "command exits, long before the relay has stored a long log; from then on "
+                "the subscriber trails the database."
+            )
+        text += (
+            f" Lost: {f['log_lost']:.0f}; received twice: {f['log_ws_duplicates']:.0f}. The raw "
+            "baseline writes one line per stream entry and stores nothing; Aegir sends up to "
+            "500 lines per entry and commits them to the database before any subscriber sees "
+            "them."
+        )
+        if not f.get("log_end_complete", 1.0):
+            text += (
+                " Anomaly: the websocket's end message said complete=false, although every "
+                "line had been sent and the run's log_complete was true. The tail's 5 s wait "
+                "for completeness (app/api/ws.py, _RunTail._finish) is checked against a run "
+                "row read before a catch-up that itself took longer than 5 s."
+            )
+        out.append(text)
+    if "first_line_p50_ms" in f and report.stages:
+        slowest = max(report.stages.items(), key=lambda item: item[1])
+        out.append(
+            f"(d) Trigger → first log line: {_aim(report, 'd')}; p50 "
+            f"{f['first_line_p50_ms']:.1f} ms, p95 {f['first_line_p95_ms']:.1f} ms. The "
+            f"longest stage is “{slowest[0]}” ({slowest[1]:.1f} ms median), see below; the "
+            f"bare command takes {f['subprocess_p50_ms']:.1f} ms to start and exit."
+        )
+    return out
