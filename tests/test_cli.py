@@ -15,24 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.services import free_port
+from tests.fixtures.services import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "a-long-enough-password"
-
-
-def _clean_env(**values: str) -> dict[str, str]:
-    """This environment without any AEGIR_* setting or proxy: only 127.0.0.1 is used."""
-    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AEGIR_") and key.lower() not in proxies
-    }
-    env["NO_PROXY"] = "127.0.0.1,localhost"
-    env.update(values)
-    return env
 
 
 def _accepts(port: int) -> bool:
@@ -88,7 +75,7 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
     api_port, redis_port = free_port(), free_port()
     while redis_port == api_port:
         redis_port = free_port()
-    env = _clean_env(
+    env = clean_env(
         AEGIR_VAR_DIR=str(var_dir),
         AEGIR_PORT=str(api_port),
         AEGIR_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
@@ -220,7 +207,7 @@ def test_catalog_lists_site_operations_and_plugin() -> None:
     result = subprocess.run(
         [str(BIN / "aegir"), "catalog"],
         cwd=ROOT,
-        env=_clean_env(),
+        env=clean_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.services import alembic_upgrade, create_database, free_port
+from tests.fixtures.services import alembic_upgrade, clean_env, create_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -102,19 +102,6 @@ def anonymous_is_refused(ctx, response, case):
 '''
 
 
-def _clean_env(**values: str) -> dict[str, str]:
-    """This environment without any AEGIR_* setting or proxy: only 127.0.0.1 is used."""
-    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AEGIR_") and key.lower() not in proxies
-    }
-    env["NO_PROXY"] = "127.0.0.1,localhost"
-    env.update(values)
-    return env
-
-
 def _tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
@@ -135,7 +122,7 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def server_env(fresh_database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment of both the API server and the ``aegir`` commands run against it."""
-    return _clean_env(
+    return clean_env(
         AEGIR_DATABASE_URL=fresh_database_url,
         AEGIR_REDIS_URL=redis_url,
         AEGIR_ENV="test",
@@ -428,7 +415,7 @@ def test_openapi_fuzz(api_url: str, token: str, tmp_path: Path) -> None:
     seeded = _seed(api_url, token)
     hooks = tmp_path / "hooks.py"
     hooks.write_text(HOOKS)
-    env = _clean_env(SCHEMATHESIS_HOOKS=str(hooks))
+    env = clean_env(SCHEMATHESIS_HOOKS=str(hooks))
     common = [
         str(schema), "--url", api_url,
         "--seed", str(SEED),
