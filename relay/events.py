@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal, TypedDict
+
+from redis.asyncio import Redis
 
 EVENTS_STREAM = "aegir:events"
 RELAY_GROUP = "relay"
@@ -67,6 +70,22 @@ def status_message(
 def typed_status(message: str) -> str:
     """A status message as sent on a run's own channel, beside its log lines."""
     return json.dumps({"type": "status", **json.loads(message)})
+
+
+def status_messages(
+    run_id: uuid.UUID | str, status: str, entity_id: uuid.UUID | str | None = None, **extra: Any
+) -> list[tuple[str, str]]:
+    """A status change, for ``/ws/events`` subscribers and for the run's own tail."""
+    message = status_message(run_id, status, entity_id, **extra)
+    return [(STATUS_CHANNEL, message), (run_channel(run_id), typed_status(message))]
+
+
+async def publish(redis: Redis, messages: Iterable[tuple[str, str]]) -> None:
+    """Publish (channel, message) pairs in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for channel, message in messages:
+            pipe.publish(channel, message)
+        await pipe.execute()
 
 
 def encode(event: Event) -> dict[str, bytes]:

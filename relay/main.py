@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker, session_scope
 from app.dispatch.queueing import next_runs
 from relay import store
-from relay.events import EVENTS_STREAM, RELAY_GROUP, Event, decode
+from relay.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish
 from relay.sweeper import sweep
 from workers.queue import QueueClient, create_redis, enqueue_run, release_run
 
@@ -135,18 +135,11 @@ class Relay:
                     swept = await sweep(session, self.catalog, self.settings)
                 for run_id in swept.release:
                     await release_run(self.redis, run_id)
-                await _publish(self.redis, swept.messages)
+                await publish(self.redis, swept.messages)
                 await _enqueue(self.redis, swept.enqueue)
             except (RedisError, OSError, SQLAlchemyError) as error:
                 logger.warning("relay: sweep failed (%s); next time", error)
             await asyncio.sleep(interval)
-
-
-async def _publish(redis: QueueClient, messages: Iterable[tuple[str, str]]) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        for channel, message in messages:
-            pipe.publish(channel, message)
-        await pipe.execute()
 
 
 async def _enqueue(redis: QueueClient, run_ids: Iterable[uuid.UUID]) -> None:

@@ -19,15 +19,13 @@ from app.catalog.types import check_output
 from app.entities.run.models import FINAL_STATUSES, Run, RunLogLine, RunStatus, RunTask, TaskStatus
 from app.entities.task.models import TaskInstance
 from relay.events import (
-    STATUS_CHANNEL,
     Event,
     ExitEvent,
     LogEvent,
     OutputEvent,
     TaskEvent,
     run_channel,
-    status_message,
-    typed_status,
+    status_messages,
 )
 
 logger = logging.getLogger(__name__)
@@ -164,9 +162,9 @@ async def _exit(session: AsyncSession, run: _RunRow, event: ExitEvent, applied: 
             lease_expires_at=None,
         )
     )
-    message = status_message(run.id, event["status"], run.entity_id, exit_code=event["code"])
-    applied.messages.append((run_channel(run.id), typed_status(message)))
-    applied.messages.append((STATUS_CHANNEL, message))
+    applied.messages += status_messages(
+        run.id, event["status"], run.entity_id, exit_code=event["code"]
+    )
     applied.finished_entities.add(run.entity_id)
 
 

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.dispatch.queueing import next_runs, stale_queued
 from app.entities.run.models import Run, RunStatus, RunTask, TaskStatus
-from relay.events import STATUS_CHANNEL, run_channel, status_message, typed_status
+from relay.events import status_messages
 
 logger = logging.getLogger(__name__)
 ACTIVE = (RunStatus.running, RunStatus.cancelling)
@@ -81,8 +81,7 @@ async def _settle(session: AsyncSession, catalog: Catalog, run: Run, swept: Swep
         return False
     await _close_tasks(session, run.id, final)
     logger.warning("run %s: %s", run.id, error)
-    message = status_message(run.id, status, run.entity_id, error=error)
-    swept.messages += [(STATUS_CHANNEL, message), (run_channel(run.id), typed_status(message))]
+    swept.messages += status_messages(run.id, status, run.entity_id, error=error)
     if not final:
         swept.release.append(run.id)
     return True

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.services import clean_env, free_port
+from tests.fixtures.services import clean_env, free_port, run_aegir
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,18 +54,7 @@ class Embedded:
 
     def aegir(self, *args: str, stdin: str = "") -> str:
         """``aegir ARGS`` with the environment of the running ``aegir run``; its stdout."""
-        result = subprocess.run(
-            [str(BIN / "aegir"), *args],
-            cwd=ROOT,
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"aegir {' '.join(args)}: {result.stdout}{result.stderr}"
-        return result.stdout
+        return run_aegir(self.env, *args, stdin=stdin)
 
 
 @pytest.fixture

@@ -36,7 +36,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.services import alembic_upgrade, clean_env, create_database, free_port
+from tests.fixtures.services import (
+    alembic_upgrade,
+    clean_env,
+    create_database,
+    free_port,
+    run_aegir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -130,32 +136,16 @@ def server_env(fresh_database_url: str, redis_url: str, tmp_path: Path) -> dict[
     )
 
 
-def _aegir(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    """``aegir ARGS`` as an operator types it; its standard output."""
-    result = subprocess.run(
-        [str(BIN / "aegir"), *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"aegir {' '.join(args)}: {result.stdout}{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture
 def token(server_env: dict[str, str]) -> str:
     """A site admin, admin of team "ops" too, and an API token of theirs: made by the CLI."""
-    _aegir(
+    run_aegir(
         server_env,
         "user", "create", USERNAME, "--admin", "--team", "ops", "--role", "admin",
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )  # fmt: skip
-    lines = _aegir(server_env, "token", "create", USERNAME, "--name", "fuzz", "--days", "1")
+    lines = run_aegir(server_env, "token", "create", USERNAME, "--name", "fuzz", "--days", "1")
     assert len(lines.splitlines()) == 1, lines
     return lines.strip()
 

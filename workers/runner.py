@@ -18,7 +18,7 @@ from app.entities.run.models import RunStatus, TaskStatus
 from app.security.crypto import SecretBox
 from executors import executor_for
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
-from relay.events import STATUS_CHANNEL, TaskEvent, run_channel, status_message, typed_status
+from relay.events import TaskEvent, publish, status_messages
 from workers import lease
 from workers.emitter import RunEmitter, TaskEmitter, cancel_quietly
 from workers.queue import QueueClient, enqueue_run
@@ -47,8 +47,7 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
         )
     if claimed is None:
         return None
-    running = status_message(run_id, RunStatus.running, claimed.entity["id"])
-    await state.redis.publish(STATUS_CHANNEL, running)
+    await publish(state.redis, status_messages(run_id, RunStatus.running, claimed.entity["id"]))
     cancel = state.cancels.setdefault(run_id, asyncio.Event())
     emitter = RunEmitter(
         state.redis, str(run_id), claimed.attempt, claimed.first_seq, claimed.secrets
@@ -88,11 +87,7 @@ async def _finish(
         return  # the relay records it from the exit event
     if entity_id is None:
         return
-    message = status_message(claimed.run_id, status, entity_id, exit_code=code)
-    async with state.redis.pipeline(transaction=False) as pipe:
-        pipe.publish(STATUS_CHANNEL, message)
-        pipe.publish(run_channel(claimed.run_id), typed_status(message))
-        await pipe.execute()
+    await publish(state.redis, status_messages(claimed.run_id, status, entity_id, exit_code=code))
     for run_id in following:
         await enqueue_run(state.redis, run_id)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -134,9 +133,9 @@ async def list_tokens(session: SessionDep, principal: PrincipalDep) -> list[Toke
 async def create_token(
     session: SessionDep, principal: PrincipalDep, body: TokenCreate
 ) -> TokenCreated:
-    user = await session.get_one(User, principal.user_id)
-    lifetime = timedelta(days=body.expires_in_days)
-    row, token = await accounts.create_token(session, principal, user, body.name, lifetime)
+    row, token = await accounts.create_own_token(
+        session, principal, body.name, body.expires_in_days
+    )
     return TokenCreated(**TokenRead.model_validate(row).model_dump(), token=token)
 
 

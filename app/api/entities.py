@@ -143,7 +143,7 @@ def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> No
         entity = await _visible(session, principal, kind, entity_id, Role.operator)
         record(session, principal, f"action.{action.name}", target_kind=kind.name,
                target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
-        return await actions.perform(session, catalog, redis, kind, entity_id, action)
+        return await actions.perform(session, redis, kind, entity_id, action)
 
 
 async def _visible(

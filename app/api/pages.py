@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -171,9 +171,9 @@ async def tokens_create(
     except ValidationError as error:
         message = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
         return await _tokens(request, session, principal, None, message, 422)
-    user = await session.get_one(User, principal.user_id)
-    lifetime = timedelta(days=body.expires_in_days)
-    _row, token = await accounts.create_token(session, principal, user, body.name, lifetime)
+    _row, token = await accounts.create_own_token(
+        session, principal, body.name, body.expires_in_days
+    )
     return await _tokens(request, session, principal, token, None, 201)
 
 

@@ -101,6 +101,14 @@ async def create_token(
     return row, token
 
 
+async def create_own_token(
+    session: AsyncSession, principal: Principal, name: str, days: int
+) -> tuple[ApiToken, str]:
+    """A token for the signed-in user, from the API or the tokens page."""
+    user = await session.get_one(User, principal.user_id)
+    return await create_token(session, principal, user, name, timedelta(days=days))
+
+
 async def revoke_token(session: AsyncSession, actor: Principal, token_id: uuid.UUID) -> ApiToken:
     row = await session.get(ApiToken, token_id)
     if row is None or (row.user_id != actor.user_id and not actor.is_admin):

@@ -10,7 +10,6 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalog.registry import Catalog
 from app.catalog.types import ActionType, EntityKind
 from app.entities.task.models import TaskInstance
 from app.errors import AegirError, NotFound, Unavailable
@@ -29,7 +28,6 @@ class ActionFailed(AegirError):
 
 async def perform(
     session: AsyncSession,
-    catalog: Catalog,
     redis: QueueClient,
     kind: EntityKind,
     entity_id: uuid.UUID,

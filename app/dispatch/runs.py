@@ -24,7 +24,7 @@ from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
 from app.security.crypto import SecretBox
 from app.security.principal import Principal
-from relay.events import CANCEL_CHANNEL, STATUS_CHANNEL, run_channel, status_message, typed_status
+from relay.events import CANCEL_CHANNEL, publish, status_messages
 from workers.queue import QueueClient, enqueue_run
 
 
@@ -132,11 +132,7 @@ async def _move(session: AsyncSession, run_id: uuid.UUID, old: str, new: str) ->
 async def _announce(
     redis: QueueClient, run_id: uuid.UUID, entity_id: uuid.UUID, status: str
 ) -> None:
-    message = status_message(run_id, status, entity_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.publish(STATUS_CHANNEL, message)
-        pipe.publish(run_channel(run_id), typed_status(message))
-        await pipe.execute()
+    await publish(redis, status_messages(run_id, status, entity_id))
 
 
 def _validate(
