@@ -31,9 +31,10 @@ from workers.queue import QueueClient, create_redis, enqueue_run, release_run
 
 logger = logging.getLogger("aegir.relay")
 
-# Entries per transaction (each holds up to 500 lines): short enough that SQLite's
-# single write lock is never held long against heartbeats and API writes.
-READ_COUNT = 100
+# Entries per transaction (each holds up to 500 lines, so at most 10,000 lines):
+# short enough that SQLite's single write lock is never held long against worker
+# heartbeats and API writes (a heartbeat that waits too long loses its lease).
+READ_COUNT = 20
 BLOCK_MS = 1000
 
 Entry = tuple[bytes, dict[bytes, bytes]]
