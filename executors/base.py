@@ -14,7 +14,8 @@ class TaskContext:
 
     ``entity`` is ``{id, kind, name, url, fields, references: {role: entity...}}``;
     ``values`` are this task's values (secrets in clear: pass them in files, not argv);
-    ``tasks`` are every task of the operation, by key, with ``values`` and ``outputs``.
+    ``tasks`` are every task of the entity, by key, with ``values``, ``outputs`` and
+    ``refs`` (the entities its fields name, as plain data).
     """
 
     run_id: str
@@ -28,6 +29,8 @@ class TaskContext:
     timeout: float
     cancel_grace: float
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Steps of this run that succeeded before this task: what an undo task must remove.
+    completed: tuple[str, ...] = ()
 
 
 class Emitter(Protocol):

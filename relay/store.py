@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import check_output
+from app.dispatch.effects import apply_on_success
 from app.entities.run.models import FINAL_STATUSES, Run, RunLogLine, RunStatus, RunTask, TaskStatus
 from app.entities.task.models import TaskInstance
 from relay.events import (
@@ -69,7 +70,7 @@ async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]
         elif event["t"] == "task":
             await _task(session, event, applied)
         elif event["t"] == "exit":
-            await _exit(session, runs[event["run"]], event, applied)
+            await _exit(session, catalog, runs[event["run"]], event, applied)
     await _mark_complete(session, {uuid.UUID(e["run"]) for e in logs} | _exited(current))
     return applied
 
@@ -148,10 +149,12 @@ async def _task(session: AsyncSession, event: TaskEvent, applied: Applied) -> No
     applied.messages.append((run_channel(event["run"]), json.dumps(body)))
 
 
-async def _exit(session: AsyncSession, run: _RunRow, event: ExitEvent, applied: Applied) -> None:
+async def _exit(
+    session: AsyncSession, catalog: Catalog, run: _RunRow, event: ExitEvent, applied: Applied
+) -> None:
     if run.status not in ACTIVE or event["status"] not in FINAL_STATUSES:
         return
-    await session.execute(
+    recorded = await session.scalar(
         update(Run)
         .where(Run.id == run.id, Run.attempt == event["attempt"], Run.status.in_(ACTIVE))
         .values(
@@ -161,7 +164,12 @@ async def _exit(session: AsyncSession, run: _RunRow, event: ExitEvent, applied: 
             log_emitted=event["last_seq"],
             lease_expires_at=None,
         )
+        .returning(Run.id)
     )
+    if recorded is None:
+        return
+    if event["status"] == RunStatus.succeeded:
+        await apply_on_success(session, catalog, run.id)
     applied.messages += status_messages(
         run.id, event["status"], run.entity_id, exit_code=event["code"]
     )

@@ -124,11 +124,20 @@ class RunEmitter:
 class TaskEmitter:
     """What an executor sees: its log lines, and outputs checked against ``Outputs``."""
 
-    def __init__(self, run: RunEmitter, key: str, task_type: str, outputs: type[BaseModel]) -> None:
+    def __init__(
+        self,
+        run: RunEmitter,
+        key: str,
+        task_type: str,
+        outputs: type[BaseModel],
+        written: dict[str, Any] | None = None,
+    ) -> None:
         self.run = run
         self.key = key
         self.task_type = task_type
         self.outputs = outputs
+        # Accepted outputs, also kept here: later steps of the run read them at once.
+        self.written: dict[str, Any] = {} if written is None else written
 
     async def log(self, stream: str, line: str) -> None:
         await self.run.log(stream, line)
@@ -142,6 +151,7 @@ class TaskEmitter:
                 f"refused output of task {self.key} (task type {self.task_type}): {error}",
             )
             return
+        self.written[name] = dumped
         self.run.event(
             {"t": "output", "run": self.run.run_id, "attempt": self.run.attempt,
              "task": self.key, "name": name, "value": dumped}

@@ -7,7 +7,7 @@ event carries it, and whatever carries an older one is refused.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from app.dispatch.plain import entity_data, task_data
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunStatus
+from app.entities.task.models import TaskInstance
 from app.security.crypto import SecretBox
 
 ACTIVE = (RunStatus.running, RunStatus.cancelling)
@@ -32,6 +33,8 @@ class Step:
     position: int
     key: str
     task_type: TaskType
+    # Runs only after a step failed, to undo what the run did.
+    undo: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Claim:
     entity: dict[str, Any]
     tasks: dict[str, dict[str, Any]]
     secrets: tuple[str, ...]
+    # Outputs this attempt wrote, by task key; each is also in ``tasks[key]["outputs"]``.
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def claim(
@@ -129,6 +134,37 @@ async def finish(
     return entity_id
 
 
+async def store_outputs(
+    session: AsyncSession, entity_id: uuid.UUID, outputs: dict[str, dict[str, Any]]
+) -> None:
+    """Merge what the run's tasks wrote back into their task instances."""
+    for key, written in outputs.items():
+        if not written:
+            continue
+        task = await session.scalar(
+            select(TaskInstance).where(TaskInstance.entity_id == entity_id, TaskInstance.key == key)
+        )
+        if task is not None:
+            task.outputs = {**task.outputs, **written}
+
+
+async def _resolve_references(
+    session: AsyncSession, catalog: Catalog, entity: Entity, tasks: dict[str, dict[str, Any]]
+) -> None:
+    """Fields naming another entity: that entity as plain data, in ``refs``."""
+    for task in tasks.values():
+        task["refs"] = {}
+        for name, kind in catalog.tasks[task["type"]].reference_fields().items():
+            target = task["values"].get(name)
+            found = await session.scalar(
+                select(Entity.id).where(
+                    Entity.kind == kind, Entity.name == target, Entity.team_id == entity.team_id
+                )
+            )
+            if found is not None:
+                task["refs"][name] = await entity_data(session, found)
+
+
 async def _plan(
     session: AsyncSession, catalog: Catalog, box: SecretBox, run_id: uuid.UUID, attempt: int
 ) -> Claim:
@@ -146,7 +182,18 @@ async def _plan(
     steps = [
         Step(i, key, catalog.tasks[instances[key].type]) for i, key in enumerate(op_type.steps)
     ]
-    tasks, secrets = task_data(catalog, box, list(instances.values()))
+    steps += [
+        Step(len(steps) + i, key, catalog.tasks[kind.tasks[key]], undo=True)
+        for i, key in enumerate(op_type.on_failure)
+    ]
+    # Every task of the entity, not only this operation's: a backup needs the database
+    # task's values, a delete the files task's.
+    every = await session.scalars(select(TaskInstance).where(TaskInstance.entity_id == entity.id))
+    known = [task for task in every if task.type in catalog.tasks]
+    tasks, secrets = task_data(catalog, box, known)
+    for key in op_type.on_failure:
+        tasks.setdefault(key, {"type": kind.tasks[key], "values": {}, "outputs": {}})
+    await _resolve_references(session, catalog, entity, tasks)
     last_seq = await session.scalar(
         select(func.max(RunLogLine.seq)).where(RunLogLine.run_id == run_id)
     )

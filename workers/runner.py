@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
+from app.dispatch.effects import apply_on_success
 from app.dispatch.queueing import next_runs
 from app.entities.run.models import RunStatus, TaskStatus
 from app.security.crypto import SecretBox
@@ -78,6 +79,11 @@ async def _finish(
                 entity_id = await lease.finish(
                     session, claimed.run_id, claimed.attempt, status, code, last
                 )
+                if entity_id is not None:
+                    # Stored before the run reads as ended, so the next run sees them.
+                    await lease.store_outputs(session, entity_id, claimed.outputs)
+                    if status == RunStatus.succeeded:
+                        await apply_on_success(session, state.catalog, claimed.run_id)
                 following = await next_runs(session, [entity_id]) if entity_id else []
             break
         except Exception:
@@ -95,22 +101,50 @@ async def _finish(
 async def _run_steps(
     state: WorkerState, claimed: lease.Claim, emitter: RunEmitter, cancel: asyncio.Event
 ) -> tuple[str, int]:
-    for index, step in enumerate(claimed.steps):
+    steps = [step for step in claimed.steps if not step.undo]
+    undo = [step for step in claimed.steps if step.undo]
+    completed: list[str] = []
+    for index, step in enumerate(steps):
         if cancel.is_set():
-            _skip(emitter, claimed, index, TaskStatus.cancelled)
+            _skip(emitter, claimed, claimed.steps[index:], TaskStatus.cancelled)
             return RunStatus.cancelled, EXIT_CANCELLED
         _task_status(emitter, claimed, step.position, TaskStatus.running)
-        code = await _run_step(state, claimed, step, emitter, cancel)
+        code = await _run_step(state, claimed, step, emitter, cancel, tuple(completed))
+        claimed.tasks[step.key]["outputs"].update(claimed.outputs.get(step.key, {}))
         if cancel.is_set():
             _task_status(emitter, claimed, step.position, TaskStatus.cancelled)
-            _skip(emitter, claimed, index + 1, TaskStatus.cancelled)
+            _skip(emitter, claimed, claimed.steps[index + 1 :], TaskStatus.cancelled)
             return RunStatus.cancelled, EXIT_CANCELLED
         if code != 0:
             _task_status(emitter, claimed, step.position, TaskStatus.failed)
-            _skip(emitter, claimed, index + 1, TaskStatus.skipped)
+            _skip(emitter, claimed, steps[index + 1 :], TaskStatus.skipped)
+            await _undo(state, claimed, emitter, undo, step.key, completed)
             return RunStatus.failed, code
         _task_status(emitter, claimed, step.position, TaskStatus.succeeded)
+        completed.append(step.key)
+    _skip(emitter, claimed, undo, TaskStatus.skipped)
     return RunStatus.succeeded, 0
+
+
+async def _undo(
+    state: WorkerState,
+    claimed: lease.Claim,
+    emitter: RunEmitter,
+    undo: list[lease.Step],
+    failed: str,
+    completed: list[str],
+) -> None:
+    """After a failed step: the undo steps, each told which steps had completed."""
+    if undo:
+        done = ", ".join(completed) or "none"
+        await emitter.log("system", f"step {failed} failed; undoing what this run did ({done})")
+    for step in undo:
+        _task_status(emitter, claimed, step.position, TaskStatus.running)
+        code = await _run_step(state, claimed, step, emitter, asyncio.Event(), tuple(completed))
+        status = TaskStatus.succeeded if code == 0 else TaskStatus.failed
+        _task_status(emitter, claimed, step.position, status)
+        if code != 0:
+            await emitter.log("system", f"undo step {step.key} failed (exit code {code})")
 
 
 async def _run_step(
@@ -119,6 +153,7 @@ async def _run_step(
     step: lease.Step,
     emitter: RunEmitter,
     cancel: asyncio.Event,
+    completed: tuple[str, ...] = (),
 ) -> int:
     context = TaskContext(
         run_id=str(claimed.run_id),
@@ -132,10 +167,18 @@ async def _run_step(
         timeout=step.task_type.timeout.total_seconds(),
         cancel_grace=state.settings.cancel_grace.total_seconds(),
         secrets=claimed.secrets,
+        completed=completed,
     )
-    task_emitter = TaskEmitter(emitter, step.key, step.task_type.name, step.task_type.outputs)
+    task_emitter = TaskEmitter(
+        emitter,
+        step.key,
+        step.task_type.name,
+        step.task_type.outputs,
+        claimed.outputs.setdefault(step.key, {}),
+    )
     try:
-        return await executor_for(step.task_type).run(context, task_emitter, cancel)
+        executor = executor_for(step.task_type, state.settings.ssh_key_file)
+        return await executor.run(context, task_emitter, cancel)
     except ExecutorUnavailable as error:
         await emitter.log("system", f"task {step.key} cannot run: {error}")
         return 127
@@ -158,8 +201,8 @@ def _task_status(emitter: RunEmitter, claimed: lease.Claim, position: int, statu
     )
 
 
-def _skip(emitter: RunEmitter, claimed: lease.Claim, start: int, status: str) -> None:
-    for step in claimed.steps[start:]:
+def _skip(emitter: RunEmitter, claimed: lease.Claim, steps: list[lease.Step], status: str) -> None:
+    for step in steps:
         _task_status(emitter, claimed, step.position, status)
 
 

@@ -64,6 +64,39 @@ class TaskType:
             name for name, info in self.fields.model_fields.items() if _is_secret(info.annotation)
         )
 
+    def generated_secrets(self) -> frozenset[str]:
+        """Secret fields that Aegir fills with a random value when a run leaves them empty."""
+        return frozenset(
+            name
+            for name, info in self.fields.model_fields.items()
+            if any(isinstance(m, Generated) for m in info.metadata)
+        )
+
+    def reference_fields(self) -> dict[str, str]:
+        """Fields naming another entity: field name -> entity kind."""
+        return {
+            name: meta.kind
+            for name, info in self.fields.model_fields.items()
+            for meta in info.metadata
+            if isinstance(meta, RefersTo)
+        }
+
+
+@dataclass(frozen=True)
+class RefersTo:
+    """Marks a task field whose value is the name of an entity of ``kind``.
+
+    A run request refuses a name that the user cannot see; executors receive the named
+    entity as plain data in ``tasks[key]["refs"][field]``.
+    """
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Marks a secret field that Aegir fills with a random value when it is left empty."""
+
 
 def _is_secret(annotation: Any) -> bool:
     if annotation is SecretStr:
@@ -73,8 +106,29 @@ def _is_secret(annotation: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class OnSuccess:
+    """What a succeeded run changes in the entity graph, in the transaction that records it.
+
+    ``state``: the entity's new state. ``repoint``: (reference role, task key, field): the
+    reference now names the entity that field names. ``copy_to``: (task key, field): a
+    copy of the entity (fields, references, state, task values) is created under that
+    name; the tasks in ``fresh`` start with no values on the copy, except what ``carry``
+    sets: pairs of ("task.field" on the copy, "task.field" here).
+    """
+
+    state: str | None = None
+    repoint: tuple[str, str, str] | None = None
+    copy_to: tuple[str, str] | None = None
+    fresh: tuple[str, ...] = ()
+    carry: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class OperationType:
-    """Ordered task keys of an entity kind; ``reads`` are shown and passed but not run."""
+    """Ordered task keys of an entity kind; ``reads`` are shown and passed but not run.
+
+    ``requires_state``: the entity states in which a run may be requested (empty: any).
+    """
 
     name: str
     label: str
@@ -82,6 +136,11 @@ class OperationType:
     reads: tuple[str, ...] = ()
     destructive: bool = False
     description: str = ""
+    requires_state: tuple[str, ...] = ()
+    on_success: OnSuccess = OnSuccess()
+    # Task keys run, in order, after a step fails, to undo what the run did (they see
+    # which steps completed); the run stays failed with the failed step's exit code.
+    on_failure: tuple[str, ...] = ()
 
     @property
     def task_keys(self) -> tuple[str, ...]:

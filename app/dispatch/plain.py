@@ -56,6 +56,7 @@ def plain(entity: Entity, references: dict[str, Any]) -> dict[str, Any]:
         "kind": entity.kind,
         "name": entity.name,
         "url": f"{scheme}://{entity.name}",
+        "state": entity.state,
         "fields": dict(entity.attributes),
         "references": references,
     }

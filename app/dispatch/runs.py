@@ -15,6 +15,7 @@ from app.catalog.types import EntityKind, OperationType
 from app.db import after_commit, utcnow
 from app.dispatch._values import opened_form, snapshot_form, stored_form
 from app.dispatch.audit import record
+from app.dispatch.preconditions import check_state, check_values
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
@@ -57,10 +58,13 @@ async def request(
     operation = await operations.get(session, operation_id)
     principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation_id}")
     kind, op_type = operation_type(catalog, operation)
+    check_state(kind, op_type, operation.entity)
     tasks = {step.task.key: step.task for step in operation.steps}
     if missing := [key for key in op_type.task_keys if key not in tasks]:
         raise Conflict(f"operation {operation.type} lacks tasks {missing}; its graph is outdated")
     validated = _validate(catalog, kind, op_type, tasks, values, box)
+    types = {key: task.type for key, task in tasks.items()}
+    validated = await check_values(session, catalog, operation.entity, op_type, types, validated)
     snapshot: dict[str, Any] = {}
     for key in op_type.task_keys:
         task_type = catalog.tasks[tasks[key].type]
@@ -75,8 +79,8 @@ async def request(
         requested_by=principal.username,
     )
     run.tasks = [
-        RunTask(position=i, task_key=key, task_type=tasks[key].type)
-        for i, key in enumerate(op_type.steps)
+        RunTask(position=i, task_key=key, task_type=kind.tasks[key])
+        for i, key in enumerate(op_type.steps + op_type.on_failure)
     ]
     session.add(run)
     await session.flush()

@@ -48,6 +48,7 @@ def _entity(
         "kind": row.kind,
         "name": row.name,
         "team_id": row.team_id,
+        "state": row.state,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "fields": row.attributes,

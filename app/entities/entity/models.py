@@ -32,6 +32,9 @@ class Entity(TimestampMixin, Base):
     )
     name: Mapped[str] = mapped_column(String(253))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    # Set by the operations that change it (a site is 'enabled', 'disabled', 'deleted');
+    # None until one has run.
+    state: Mapped[str | None] = mapped_column(String(32), default=None)
 
     references: Mapped[list[EntityReference]] = relationship(
         foreign_keys="EntityReference.source_id",

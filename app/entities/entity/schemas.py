@@ -26,6 +26,9 @@ class EntityBase(Schema):
     kind: str
     name: str
     team_id: uuid.UUID
+    state: str | None = Field(
+        default=None, description="What its operations made it: enabled, disabled, deleted."
+    )
     created_at: datetime
     updated_at: datetime
     latest_run: RunSummary | None = None

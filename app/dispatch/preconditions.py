@@ -1,0 +1,105 @@
+"""What a run request must satisfy beyond its values' schema, checked before it is queued.
+
+The entity's state (a site is deleted only once disabled), fields that name other
+entities (they must exist and be visible), the name a copy will take (it must be free),
+and secrets Aegir generates when they are left empty.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.registry import Catalog
+from app.catalog.types import EntityKind, OperationType
+from app.entities.entity.models import Entity, EntityReference
+from app.errors import Conflict, InvalidInput
+
+GENERATED_SECRET_BYTES = 18
+
+
+def check_state(kind: EntityKind, op_type: OperationType, entity: Entity) -> None:
+    if op_type.requires_state and entity.state not in op_type.requires_state:
+        now = entity.state or "not set up yet"
+        wanted = " or ".join(op_type.requires_state)
+        raise Conflict(
+            f"{kind.label.lower()} {entity.name} is {now}; {op_type.label.lower()} needs it "
+            f"{wanted} first"
+        )
+
+
+async def check_values(
+    session: AsyncSession,
+    catalog: Catalog,
+    entity: Entity,
+    op_type: OperationType,
+    task_types: dict[str, str],
+    validated: BaseModel,
+) -> BaseModel:
+    """The validated values, with generated secrets filled in; 422 naming a bad field."""
+    updates: dict[str, Any] = {}
+    for key in op_type.task_keys:
+        task_type = catalog.tasks[task_types[key]]
+        model: BaseModel = getattr(validated, key)
+        for field, kind in task_type.reference_fields().items():
+            name = getattr(model, field)
+            if name is not None and await _named(session, entity.team_id, kind, name) is None:
+                raise InvalidInput.field(
+                    ["body", "values", key, field],
+                    f"there is no {kind} named {name!r} in this {entity.kind}'s team",
+                )
+        fill = {
+            name: SecretStr(secrets.token_urlsafe(GENERATED_SECRET_BYTES))
+            for name in task_type.generated_secrets()
+            if getattr(model, name) is None
+        }
+        if fill:
+            updates[key] = model.model_copy(update=fill)
+    await _check_effects(session, entity, op_type, validated)
+    return validated.model_copy(update=updates) if updates else validated
+
+
+async def _check_effects(
+    session: AsyncSession, entity: Entity, op_type: OperationType, validated: BaseModel
+) -> None:
+    effects = op_type.on_success
+    if effects.repoint is not None:
+        role, key, field = effects.repoint
+        target = getattr(getattr(validated, key), field)
+        current = await _reference_name(session, entity, role)
+        if target == current:
+            raise InvalidInput.field(
+                ["body", "values", key, field], f"the {role} is already {target!r}"
+            )
+    if effects.copy_to is not None:
+        key, field = effects.copy_to
+        name = getattr(getattr(validated, key), field)
+        taken = await session.scalar(
+            select(Entity.id).where(Entity.kind == entity.kind, Entity.name == name)
+        )
+        if taken is not None:
+            raise InvalidInput.field(
+                ["body", "values", key, field], f"a {entity.kind} named {name!r} already exists"
+            )
+
+
+async def _reference_name(session: AsyncSession, entity: Entity, role: str) -> str | None:
+    target = select(EntityReference.target_id).where(
+        EntityReference.source_id == entity.id, EntityReference.role == role
+    )
+    name: str | None = await session.scalar(select(Entity.name).where(Entity.id.in_(target)))
+    return name
+
+
+async def _named(
+    session: AsyncSession, team_id: uuid.UUID, kind: str, name: str
+) -> uuid.UUID | None:
+    found: uuid.UUID | None = await session.scalar(
+        select(Entity.id).where(Entity.kind == kind, Entity.name == name, Entity.team_id == team_id)
+    )
+    return found
