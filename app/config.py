@@ -72,16 +72,25 @@ class Settings(BaseSettings):
     token_default_lifetime: Duration = timedelta(days=90)
     relay_claim_idle: Duration = timedelta(seconds=10)
     work_dir: Path | None = None
+    # The private key Ansible connects to 'ssh' servers with (their authorized_keys must
+    # hold its public half); default var/ssh/id_ed25519, used when the file exists.
+    ssh_key: Path | None = None
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
         if self.work_dir is None:
             self.work_dir = self.var_dir / "work"
+        if self.ssh_key is None:
+            self.ssh_key = self.var_dir / "ssh" / "id_ed25519"
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'aegir.sqlite3'}"
         if self.env is Environment.production and self.secret_key == PLACEHOLDER_SECRET:
             raise ValueError("AEGIR_SECRET_KEY must be set to a real secret outside development")
         return self
+
+    @property
+    def ssh_key_file(self) -> Path | None:
+        return self.ssh_key if self.ssh_key is not None and self.ssh_key.is_file() else None
 
     @property
     def is_sqlite(self) -> bool:

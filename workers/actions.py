@@ -6,18 +6,16 @@ import asyncio
 import json
 import uuid
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
 
-from app.catalog.registry import Catalog
 from app.db import session_scope
 from app.dispatch.plain import entity_data, task_data
 from app.entities.task.models import TaskInstance
-from app.security.crypto import SecretBox
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
+from workers.runner import WorkerState
 
 KEEP_LINES = 50
 
@@ -40,17 +38,15 @@ class CollectingEmitter:
         self.outputs[name] = value
 
 
-async def execute_action(
-    catalog: Catalog,
-    box: SecretBox,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    payload: dict[str, Any],
-    work_dir: Path,
-    grace: float,
-) -> dict[str, Any]:
-    async with session_scope(sessionmaker) as session:
+async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
+    catalog, settings = state.catalog, state.settings
+    async with session_scope(state.sessionmaker) as session:
         task = await session.get_one(TaskInstance, uuid.UUID(payload["task_id"]))
-        tasks, secrets = task_data(catalog, box, [task])
+        every = await session.scalars(
+            select(TaskInstance).where(TaskInstance.entity_id == task.entity_id)
+        )
+        known = [each for each in every if each.type in catalog.tasks]
+        tasks, secrets = task_data(catalog, state.box, known)
         entity = await entity_data(session, uuid.UUID(payload["entity_id"]))
     task_type = catalog.tasks[task.type]
     emitter = CollectingEmitter(secrets)
@@ -62,13 +58,14 @@ async def execute_action(
         values=tasks[task.key]["values"],
         entity=entity,
         tasks=tasks,
-        work_dir=work_dir,
+        work_dir=settings.work_dir or settings.var_dir / "work",
         timeout=float(payload["timeout"]),
-        cancel_grace=grace,
+        cancel_grace=settings.cancel_grace.total_seconds(),
         secrets=secrets,
     )
     try:
-        code = await executor_for(task_type).run(context, emitter, asyncio.Event())
+        executor = executor_for(task_type, settings.ssh_key_file)
+        code = await executor.run(context, emitter, asyncio.Event())
     except ExecutorUnavailable as error:
         return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
     return {

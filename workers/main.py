@@ -75,15 +75,7 @@ async def _run_job(ctx: dict[str, Any], run_id: str) -> str | None:
 
 async def _action_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     state: WorkerState = ctx["state"]
-    work_dir = state.settings.work_dir or state.settings.var_dir / "work"
-    reply = await execute_action(
-        state.catalog,
-        state.box,
-        state.sessionmaker,
-        payload,
-        work_dir,
-        state.settings.cancel_grace.total_seconds(),
-    )
+    reply = await execute_action(state, payload)
     key = action_reply_key(payload["job_id"])
     async with state.redis.pipeline(transaction=True) as pipe:
         pipe.rpush(key, encode_reply(reply))

@@ -78,7 +78,8 @@ def _result(action: ActionType, reply: dict[str, Any]) -> BaseModel:
     if reply.get("error"):
         raise ActionFailed(f"{action.label} could not run: {reply['error']}")
     if reply["code"] != 0:
-        said = " / ".join(reply.get("stderr", [])[-5:]) or "no message"
+        said = " / ".join(reply.get("stderr", [])[-5:] or reply.get("stdout", [])[-5:])
+        said = said or "no message"
         raise ActionFailed(f"{action.label} failed with exit code {reply['code']}: {said}")
     data = dict(reply.get("outputs") or {})
     fields = list(action.result.model_fields)

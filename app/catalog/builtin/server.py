@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyAddress
 
-from app.catalog.fields import Hostname, Label, Port, PosixUser
+from app.catalog.fields import AbsolutePath, DatabaseIdentifier, Hostname, Label, Port, PosixUser
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityFields, EntityKind, OperationType, TaskFields, TaskType
 
@@ -18,6 +18,38 @@ class ServerFields(EntityFields):
     )
     ssh_user: PosixUser = Field(default="aegir", description="The user Aegir logs in as.")
     ssh_port: Port = 22
+    http_port: Port = Field(default=80, description="The port nginx serves sites on.")
+    http_address: IPvAnyAddress | None = Field(
+        default=None, description="The address vhosts listen on; every address when empty."
+    )
+    nginx_conf: AbsolutePath = Field(
+        default="/etc/nginx/nginx.conf", description="nginx's main configuration file."
+    )
+    nginx_sites_dir: AbsolutePath = Field(
+        default="/etc/nginx/sites-enabled",
+        description="Where Aegir writes one vhost file per site; nginx.conf must include it.",
+    )
+    backup_dir: AbsolutePath = Field(
+        default="/var/aegir/backups", description="Where backup archives are kept."
+    )
+    postgresql_host: AbsolutePath | Hostname = Field(
+        default="/var/run/postgresql",
+        description="PostgreSQL's socket directory, or its host name.",
+    )
+    postgresql_port: Port = 5432
+    postgresql_admin: DatabaseIdentifier = Field(
+        default="postgres",
+        description="The PostgreSQL role that creates databases; Aegir connects as it "
+        "without a password (peer or trust on the socket, or ~/.pgpass).",
+    )
+    mariadb_socket: AbsolutePath = Field(
+        default="/run/mysqld/mysqld.sock", description="MariaDB/MySQL's socket."
+    )
+    mariadb_admin: DatabaseIdentifier = Field(
+        default="root",
+        description="The MariaDB user that creates databases; Aegir connects as it over the "
+        "socket without a password (unix_socket authentication, or ~/.my.cnf).",
+    )
 
 
 class ServerVerifyOutputs(TaskFields):
@@ -27,6 +59,8 @@ class ServerVerifyOutputs(TaskFields):
     web_server_version: Label | None = None
     db_server: Literal["postgresql", "mariadb", "mysql"] | None = None
     db_server_version: Label | None = None
+    postgresql_version: Label | None = None
+    mariadb_version: Label | None = None
 
 
 SERVER_VERIFY = TaskType(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
@@ -12,6 +12,7 @@ from app.catalog.fields import (
     DomainName,
     Email,
     Label,
+    Port,
     SafeRelativePath,
     Secret,
     Slug,
@@ -21,9 +22,11 @@ from app.catalog.types import (
     ActionType,
     EntityFields,
     EntityKind,
-    LocalCommand,
+    Generated,
+    OnSuccess,
     OperationType,
     Reference,
+    RefersTo,
     TaskFields,
     TaskType,
 )
@@ -46,7 +49,7 @@ class DatabaseFields(TaskFields):
     db_user: DatabaseIdentifier | None = Field(
         default=None, description="Database user; derived from the domain when empty."
     )
-    db_password: Secret | None = Field(
+    db_password: Annotated[Secret | None, Generated()] = Field(
         default=None, description="Database password; generated when empty."
     )
 
@@ -57,13 +60,16 @@ class DatabaseOutputs(TaskFields):
 
 
 class FilesFields(TaskFields):
-    files_path: SafeRelativePath = Field(
-        default="sites/default/files", description="Files directory, inside the platform root."
+    files_path: SafeRelativePath | None = Field(
+        default=None,
+        description="Files directory, inside the platform root; sites/DOMAIN/files when empty.",
     )
 
 
 class VhostFields(TaskFields):
-    port: int = Field(default=80, ge=1, le=65535, description="Port the vhost listens on.")
+    port: Port | None = Field(
+        default=None, description="Port the vhost listens on; the server's HTTP port when empty."
+    )
 
 
 class InstallFields(TaskFields):
@@ -92,15 +98,24 @@ class BackupArchiveOutputs(TaskFields):
 
 class CloneFields(TaskFields):
     new_domain: DomainName = Field(description="Domain of the new site.")
+    db_password: Annotated[Secret | None, Generated()] = Field(
+        default=None, description="The new site's database password; generated when empty."
+    )
 
 
 class MigrateFields(TaskFields):
-    target_platform: Slug = Field(description="Name of the platform to move the site to.")
+    target_platform: Annotated[Slug, RefersTo("platform")] = Field(
+        description="Name of the platform to move the site to (on the same server)."
+    )
 
 
 class VerifyOutputs(TaskFields):
     answering: bool | None = None
     http_status: int | None = None
+
+
+class LoginOutputs(TaskFields):
+    url: HttpUrl | None = None
 
 
 class LoginResult(BaseModel):
@@ -174,44 +189,92 @@ TASKS = (
     TaskType("site_enable", "Enable", safe_to_rerun=True, description="Serves the site again."),
     TaskType("site_delete", "Delete", description="Removes vhost, files and database."),
     TaskType(
+        "site_install_cleanup",
+        "Undo a failed install",
+        safe_to_rerun=True,
+        description="Removes what a failed install created: vhost, files, database.",
+    ),
+    TaskType(
         "site_login",
         "One-time login",
-        executor=LocalCommand(("drush", "uli", "--uri={entity.url}", "--no-browser")),
+        outputs=LoginOutputs,
         safe_to_rerun=True,
-        description="Asks Drupal for a one-time login link.",
+        timeout=timedelta(seconds=30),
+        description="Asks Drupal for a one-time login link (drush uli).",
     ),
 )
 
+LIVE = ("enabled", "disabled")
+
 OPERATIONS = (
     OperationType(
-        "install", "Install", steps=("database", "files", "settings", "vhost", "install")
+        "install",
+        "Install",
+        steps=("database", "files", "settings", "vhost", "install"),
+        on_success=OnSuccess(state="enabled"),
+        on_failure=("install_cleanup",),
+        description="Creates the database, files, settings and vhost, then installs the site; "
+        "a failed install removes what it created.",
     ),
-    OperationType("verify", "Verify", steps=("verify",)),
-    OperationType("backup", "Back up", steps=("backup_archive",)),
+    OperationType("verify", "Verify", steps=("verify",), requires_state=LIVE),
+    OperationType("backup", "Back up", steps=("backup_archive",), requires_state=LIVE),
     OperationType(
         "restore",
         "Restore",
         steps=("safety_backup", "restore"),
         reads=("backup_archive",),
         destructive=True,
+        requires_state=LIVE,
         description="Takes a backup of the current state, then restores the archive.",
     ),
-    OperationType("clone", "Clone", steps=("clone",)),
+    OperationType(
+        "clone",
+        "Clone",
+        steps=("clone",),
+        requires_state=LIVE,
+        on_success=OnSuccess(
+            copy_to=("clone", "new_domain"),
+            fresh=("database", "files", "clone", "backup_archive", "safety_backup", "migrate"),
+            carry=(
+                ("database.engine", "database.engine"),
+                ("database.db_password", "clone.db_password"),
+            ),
+        ),
+        description="Copies the site, its files and its database to a new domain.",
+    ),
     OperationType(
         "migrate",
         "Migrate",
         steps=("backup_archive", "migrate"),
         destructive=True,
+        requires_state=LIVE,
+        on_success=OnSuccess(repoint=("platform", "migrate", "target_platform")),
         description="Backs up, moves the site, and rolls back if the move fails.",
     ),
-    OperationType("disable", "Disable", steps=("disable",)),
-    OperationType("enable", "Enable", steps=("enable",)),
+    OperationType(
+        "disable",
+        "Disable",
+        steps=("disable",),
+        requires_state=("enabled",),
+        on_success=OnSuccess(state="disabled"),
+        description="Serves a maintenance page instead of the site.",
+    ),
+    OperationType(
+        "enable",
+        "Enable",
+        steps=("enable",),
+        requires_state=("disabled",),
+        on_success=OnSuccess(state="enabled"),
+    ),
     OperationType(
         "delete",
         "Delete",
         steps=("backup_archive", "delete"),
         destructive=True,
-        description="Backs up, then removes the site; refused unless disabled.",
+        requires_state=("disabled",),
+        on_success=OnSuccess(state="deleted"),
+        description="Backs up, then removes vhost, files and database; the site must be "
+        "disabled first.",
     ),
 )
 
@@ -245,9 +308,19 @@ def register(catalog: Catalog) -> None:
                 "enable": "site_enable",
                 "delete": "site_delete",
                 "login": "site_login",
+                "install_cleanup": "site_install_cleanup",
             },
             operations={op.name: op for op in OPERATIONS},
-            actions={"login": ActionType("login", "Log in", task="login", result=LoginResult)},
+            actions={
+                "login": ActionType(
+                    "login",
+                    "Log in",
+                    task="login",
+                    result=LoginResult,
+                    timeout=timedelta(seconds=30),
+                    description="A one-time login link to the site (drush uli).",
+                )
+            },
             description="A domain served from a platform, with its database and files.",
         )
     )

@@ -1,0 +1,5 @@
+"""The Ansible back-end: each task type runs the role of the same name, shipped here."""
+
+from executors.ansible.executor import ROLES_DIR, AnsibleExecutor
+
+__all__ = ["ROLES_DIR", "AnsibleExecutor"]

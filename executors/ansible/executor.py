@@ -1,0 +1,173 @@
+"""Run one task as a one-role playbook through ansible-runner, streaming its events.
+
+ansible-runner drives ``ansible-playbook`` in a thread of its own; its event callback
+hands each event to the event loop as it happens, so log lines reach the relay while
+the playbook runs. Values reach the role as extra variables from a file (mode 0600,
+removed afterwards), never through a shell. Roles write back with the ``aegir_output``
+action, only into the fields their task type declares (the emitter checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from executors.ansible.variables import inventory, variables
+from executors.base import (
+    EXIT_CANCELLED,
+    EXIT_TIMEOUT,
+    Emitter,
+    ExecutorUnavailable,
+    TaskContext,
+)
+
+HERE = Path(__file__).resolve().parent
+ROLES_DIR = HERE / "roles"
+ACTION_PLUGINS = HERE / "action_plugins"
+# How often ansible-runner looks at the cancel flag while the playbook is quiet.
+POLL = 0.25
+_END = object()
+
+
+class AnsibleExecutor:
+    def __init__(self, role: str, ssh_key: Path | None = None) -> None:
+        self.role = role
+        self.ssh_key = ssh_key
+
+    async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
+        if not (ROLES_DIR / self.role / "tasks" / "main.yml").is_file():
+            raise ExecutorUnavailable(f"there is no Ansible role {self.role} in {ROLES_DIR}")
+        try:
+            import ansible_runner  # noqa: F401
+        except ImportError:
+            raise ExecutorUnavailable("ansible-runner is not installed") from None
+        base = context.work_dir / context.run_id / f"ansible-{context.key}-{context.attempt}"
+        try:
+            runner = _prepare(base, self.role, context, self.ssh_key)
+            return await _drive(runner, context, emit, cancel)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, base, True)
+
+
+def _prepare(base: Path, role: str, context: TaskContext, ssh_key: Path | None) -> Any:
+    from ansible_runner.config.runner import RunnerConfig
+
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "project").mkdir(parents=True, mode=0o700)
+    (base / "env").mkdir(mode=0o700)
+    (base / "inventory").mkdir(mode=0o700)
+    playbook = [{"name": role, "hosts": "target", "gather_facts": False, "roles": [role]}]
+    (base / "project" / "main.yml").write_text(json.dumps(playbook))
+    _write_private(base / "env" / "extravars", variables(context))
+    _write_private(base / "inventory" / "hosts.json", inventory(context.entity, ssh_key))
+    config = RunnerConfig(
+        private_data_dir=str(base),
+        playbook="main.yml",
+        inventory=str(base / "inventory" / "hosts.json"),
+        quiet=True,
+        settings={"pexpect_timeout": POLL, "suppress_ansible_output": True},
+        envvars=_ansible_env(base),
+        ident="run",
+    )
+    config.prepare()
+    # ansible-runner starts from the worker's environment; the Aegir settings (the secret
+    # key, database URLs) must not reach the playbook's commands.
+    config.env = {k: v for k, v in config.env.items() if not k.startswith("AEGIR_")}
+    return config
+
+
+def _write_private(path: Path, data: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+
+
+def _ansible_env(base: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {
+        "PATH": bin_dir if not path else f"{bin_dir}:{path}",
+        "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
+        "ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS),
+        "ANSIBLE_HOME": str(base / "home"),
+        "ANSIBLE_LOCAL_TEMP": str(base / "tmp"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_FORCE_COLOR": "true",
+        "ANSIBLE_DEPRECATION_WARNINGS": "false",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+async def _drive(config: Any, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
+    from ansible_runner.runner import Runner
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+    deadline = time.monotonic() + context.timeout
+    timed_out = threading.Event()
+
+    def on_event(event: dict[str, Any]) -> bool:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+        return False  # we keep no artifacts: the log is in Aegir's database
+
+    def should_cancel() -> bool:
+        if time.monotonic() > deadline:
+            timed_out.set()
+        return stop.is_set() or timed_out.is_set()
+
+    runner = Runner(config, event_handler=on_event, cancel_callback=should_cancel)
+
+    def run() -> None:
+        try:
+            runner.run()
+        finally:
+            loop.call_soon_threadsafe(events.put_nowait, _END)
+
+    thread = threading.Thread(target=run, name=f"ansible-{context.run_id}", daemon=True)
+    watcher = asyncio.create_task(_watch(cancel, stop))
+    thread.start()
+    try:
+        while (event := await events.get()) is not _END:
+            await _handle(event, emit)
+    finally:
+        watcher.cancel()
+        stop.set()
+        await asyncio.to_thread(thread.join)
+    if runner.canceled and timed_out.is_set():
+        await emit.log("system", f"timed out after {context.timeout:g}s: playbook stopped")
+        return EXIT_TIMEOUT
+    if runner.canceled:
+        await emit.log("system", "cancelled: playbook stopped")
+        return EXIT_CANCELLED
+    code = runner.rc
+    if not isinstance(code, int):
+        return 1
+    return code
+
+
+async def _watch(cancel: asyncio.Event, stop: threading.Event) -> None:
+    await cancel.wait()
+    stop.set()
+
+
+async def _handle(event: dict[str, Any], emit: Emitter) -> None:
+    text = event.get("stdout") or ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line := line.rstrip("\r"):
+            await emit.log("stdout", line)
+    if event.get("event") == "runner_on_ok":
+        result = (event.get("event_data") or {}).get("res") or {}
+        written = result.get("aegir_output") if isinstance(result, dict) else None
+        if isinstance(written, dict):
+            for name, value in written.items():
+                await emit.output(str(name), value)
