@@ -1,0 +1,61 @@
+"""Real nginx, MariaDB and PostgreSQL servers of our own, one of each per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.hosting import (
+    Hosting,
+    MariaDBServer,
+    NginxServer,
+    PostgresServer,
+    mariadb_server,
+    nginx_server,
+    site_postgres_server,
+)
+from tests.fixtures.services import alembic_upgrade
+from tests.fixtures.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def nginx() -> Iterator[NginxServer]:
+    with nginx_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    with mariadb_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def site_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL for sites' databases, separate from Aegir's own ``postgres_url``."""
+    with site_postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hosting(
+    tmp_path_factory: pytest.TempPathFactory,
+    nginx: NginxServer,
+    mariadb: MariaDBServer,
+    site_postgres: PostgresServer,
+) -> Iterator[Hosting]:
+    """Aegir (API, worker, relay, Redis; SQLite) with a local server entity that manages
+    the test nginx, MariaDB and PostgreSQL, and two static platforms and a Drupal one."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('hosting') / 'aegir.sqlite3'}"
+    alembic_upgrade(url)
+    stack = Stack(url)
+    stack.start()
+    try:
+        hosting = Hosting.create(
+            stack, tmp_path_factory.mktemp("web"), nginx, mariadb, site_postgres
+        )
+        yield hosting
+        hosting.http.close()
+    finally:
+        stack.stop()
