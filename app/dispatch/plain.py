@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.catalog.registry import Catalog
+from app.catalog.types import TaskType
 from app.dispatch._values import opened_form
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.task.models import TaskInstance
@@ -24,10 +26,22 @@ def task_data(
     secrets: list[str] = []
     for task in instances:
         task_type = catalog.tasks[task.type]
-        values = opened_form(task_type, task.values, box)
+        values = _with_defaults(task_type, opened_form(task_type, task.values, box))
         tasks[task.key] = {"type": task.type, "values": values, "outputs": dict(task.outputs)}
         secrets += [str(values[name]) for name in task_type.secret_fields() if values.get(name)]
     return tasks, tuple(secrets)
+
+
+def _with_defaults(task_type: TaskType, opened: dict[str, Any]) -> dict[str, Any]:
+    """Every field, the unset ones at their defaults; secrets in clear."""
+    try:
+        model = task_type.fields.model_validate(opened)
+    except ValidationError:
+        return opened  # stored before the task type changed: as it is
+    values: dict[str, Any] = model.model_dump(mode="json")
+    for name in task_type.secret_fields():
+        values[name] = opened.get(name)
+    return values
 
 
 async def entity_data(

@@ -165,9 +165,17 @@ async def _handle(event: dict[str, Any], emit: Emitter) -> None:
     for line in text.replace("\r\n", "\n").split("\n"):
         if line := line.rstrip("\r"):
             await emit.log("stdout", line)
-    if event.get("event") == "runner_on_ok":
-        result = (event.get("event_data") or {}).get("res") or {}
-        written = result.get("aegir_output") if isinstance(result, dict) else None
-        if isinstance(written, dict):
-            for name, value in written.items():
-                await emit.output(str(name), value)
+    if event.get("event") not in ("runner_on_ok", "runner_on_failed"):
+        return
+    result = (event.get("event_data") or {}).get("res") or {}
+    if not isinstance(result, dict) or result.get("_ansible_no_log"):
+        return
+    if "cmd" in result:
+        # What a command printed: Ansible shows it only when verbose; users want it.
+        for stream in ("stdout", "stderr"):
+            for line in result.get(f"{stream}_lines") or []:
+                await emit.log(stream, f"  {line}")
+    written = result.get("aegir_output")
+    if event["event"] == "runner_on_ok" and isinstance(written, dict):
+        for name, value in written.items():
+            await emit.output(str(name), value)

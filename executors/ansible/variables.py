@@ -152,10 +152,11 @@ def variables(context: TaskContext) -> dict[str, Any]:
             "task": context.key,
             "task_type": context.task_type,
             "completed": list(context.completed),
-            "values": context.values,
             "tasks": context.tasks,
             "entity": entity,
-        }
+        },
+        # This task's values; top-level, since ``aegir.values`` is a dict's method in Jinja.
+        "values": context.values,
     }
     server = server_of(entity)
     if server is not None:
