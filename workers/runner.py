@@ -106,19 +106,21 @@ async def _run_steps(
     completed: list[str] = []
     for index, step in enumerate(steps):
         if cancel.is_set():
-            _skip(emitter, claimed, claimed.steps[index:], TaskStatus.cancelled)
+            _skip(emitter, claimed, steps[index:], TaskStatus.cancelled)
+            await _undo(state, claimed, emitter, undo, "run was cancelled", completed)
             return RunStatus.cancelled, EXIT_CANCELLED
         _task_status(emitter, claimed, step.position, TaskStatus.running)
         code = await _run_step(state, claimed, step, emitter, cancel, tuple(completed))
         claimed.tasks[step.key]["outputs"].update(claimed.outputs.get(step.key, {}))
         if cancel.is_set():
             _task_status(emitter, claimed, step.position, TaskStatus.cancelled)
-            _skip(emitter, claimed, claimed.steps[index + 1 :], TaskStatus.cancelled)
+            _skip(emitter, claimed, steps[index + 1 :], TaskStatus.cancelled)
+            await _undo(state, claimed, emitter, undo, f"step {step.key} was cancelled", completed)
             return RunStatus.cancelled, EXIT_CANCELLED
         if code != 0:
             _task_status(emitter, claimed, step.position, TaskStatus.failed)
             _skip(emitter, claimed, steps[index + 1 :], TaskStatus.skipped)
-            await _undo(state, claimed, emitter, undo, step.key, completed)
+            await _undo(state, claimed, emitter, undo, f"step {step.key} failed", completed)
             return RunStatus.failed, code
         _task_status(emitter, claimed, step.position, TaskStatus.succeeded)
         completed.append(step.key)
@@ -131,13 +133,13 @@ async def _undo(
     claimed: lease.Claim,
     emitter: RunEmitter,
     undo: list[lease.Step],
-    failed: str,
+    why: str,
     completed: list[str],
 ) -> None:
-    """After a failed step: the undo steps, each told which steps had completed."""
+    """After a failed or cancelled step: the undo steps, told which steps had completed."""
     if undo:
         done = ", ".join(completed) or "none"
-        await emitter.log("system", f"step {failed} failed; undoing what this run did ({done})")
+        await emitter.log("system", f"{why}; undoing what this run did ({done})")
     for step in undo:
         _task_status(emitter, claimed, step.position, TaskStatus.running)
         code = await _run_step(state, claimed, step, emitter, asyncio.Event(), tuple(completed))

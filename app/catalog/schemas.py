@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from app.catalog.registry import Catalog
 from app.catalog.types import ActionType, EntityKind, OperationType, TaskType
@@ -28,6 +28,11 @@ class OperationTypeRead(BaseModel):
     destructive: bool
     steps: list[str]
     reads: list[str]
+    undo: list[str] = Field(description="Steps run after a failed or cancelled step.")
+    requires_state: list[str] = Field(
+        description="The entity states it may run in; empty: any state."
+    )
+    sets_state: str | None = Field(description="The entity's state after it succeeds.")
     values_schema: dict[str, Any]
 
 
@@ -86,6 +91,9 @@ def _operation(catalog: Catalog, kind: EntityKind, op: OperationType) -> Operati
         destructive=op.destructive,
         steps=list(op.steps),
         reads=list(op.reads),
+        undo=list(op.on_failure),
+        requires_state=list(op.requires_state),
+        sets_state=op.on_success.state,
         values_schema=catalog.values_model(kind.name, op.name).model_json_schema(),
     )
 

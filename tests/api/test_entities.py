@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.task.models import TaskInstance
-from tests.fixtures.factories import make_graph, make_platform, make_server, make_site, operation_id
+from tests.fixtures.factories import (
+    make_graph,
+    make_platform,
+    make_server,
+    make_site,
+    operation_id,
+    set_state,
+)
 
 
 async def test_creating_a_site_builds_its_operations_and_tasks(
@@ -36,6 +43,7 @@ async def test_backup_and_restore_share_one_backup_archive_row(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     site = (await make_graph(client))["site"]
+    await set_state(session, site["id"], "enabled")
     site_id = uuid.UUID(site["id"])
     rows = await session.scalars(
         select(TaskInstance).where(

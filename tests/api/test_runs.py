@@ -12,13 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.run.models import Run, RunLogLine
 from app.entities.task.models import TaskInstance
-from tests.fixtures.factories import make_graph, operation_id
+from tests.fixtures.factories import make_graph, operation_id, set_state
 
 SECRET = "s3cret-db-pa55word"
 
 
-async def _site_op(client: httpx.AsyncClient, op_type: str) -> tuple[dict[str, object], str]:
+async def _site_op(
+    client: httpx.AsyncClient, op_type: str, session: AsyncSession | None = None
+) -> tuple[dict[str, object], str]:
+    """A new site's operation; with ``session``, the site is as if installed."""
     site = (await make_graph(client))["site"]
+    if session is not None:
+        await set_state(session, str(site["id"]), "enabled")
     return site, operation_id(site, op_type)
 
 
@@ -36,7 +41,7 @@ async def test_a_run_request_is_queued_with_its_values(client: httpx.AsyncClient
     assert run["entity_id"] == site["id"]
     assert run["values"]["install"] == {"profile": "minimal"}
     assert [task["task_key"] for task in run["tasks"]] == [
-        "database", "files", "settings", "vhost", "install",
+        "database", "files", "settings", "vhost", "install", "install_cleanup",
     ]  # fmt: skip
     assert {task["status"] for task in run["tasks"]} == {"pending"}
     again = await client.get(f"/api/v1/runs/{run['id']}")
@@ -71,8 +76,10 @@ async def test_unknown_task_keys_and_fields_are_refused(client: httpx.AsyncClien
     assert not_an_object.status_code == 422
 
 
-async def test_a_required_field_must_be_given(client: httpx.AsyncClient) -> None:
-    _site, clone = await _site_op(client, "clone")
+async def test_a_required_field_must_be_given(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    _site, clone = await _site_op(client, "clone", session)
     url = f"/api/v1/operations/{clone}/runs"
     missing = await client.post(url, json={})
     assert missing.status_code == 422
@@ -118,6 +125,7 @@ async def test_runs_are_listed_and_filtered(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     graph = await make_graph(client)
+    await set_state(session, graph["site"]["id"], "enabled")
     server_verify = operation_id(graph["server"], "verify")
     site_verify = operation_id(graph["site"], "verify")
     for op in (server_verify, site_verify, site_verify):
@@ -140,7 +148,7 @@ async def test_runs_are_listed_and_filtered(
 async def test_the_log_is_read_after_a_sequence_number(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    _site, verify = await _site_op(client, "verify")
+    _site, verify = await _site_op(client, "verify", session)
     run = (await client.post(f"/api/v1/operations/{verify}/runs", json={})).json()
     run_id = uuid.UUID(run["id"])
     session.add_all(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.hosting import Hosting
+from tests.fixtures.stack import wait_for
 
 PASSWORD = "site-db-pass'word\"1"
 
@@ -283,3 +284,37 @@ def test_playbook_lines_arrive_while_it_runs(hosting: Hosting) -> None:
     assert status_at_start == "running"
     assert any("Performed install task: step 5" in line for line in received)
     assert hosting.stack.run(hosting.http, run_id)["status"] == "succeeded"
+
+
+def test_cancel_stops_the_playbook_and_undoes_the_install(hosting: Hosting) -> None:
+    platform = hosting.platform("drupal-cancelled", flavor="drupal")
+    root = Path(platform["fields"]["root"])
+    (root / "slow-install").touch()
+    site = hosting.site("cancelled.example.test", platform)
+    run_id = hosting.request(site, "install", {"database": {"engine": "mariadb"}}).json()["id"]
+    calls = root / "drush-calls.jsonl"
+    wait_for(calls.exists, "drush to start")
+    response = hosting.http.post(f"/api/v1/runs/{run_id}/cancel")
+    assert response.status_code == 202, response.text
+    run = hosting.stack.wait_status(hosting.http, run_id, {"cancelled"}, 60)
+    log = "\n".join(line["line"] for line in hosting.stack.full_log(hosting.http, run_id))
+    assert "cancelled: playbook stopped" in log
+    assert "step install was cancelled; undoing what this run did" in log
+    assert run["exit_code"] == 130
+    # drush was killed with the playbook: it never finished its five steps.
+    assert "Performed install task: step 5" not in log
+    assert not _processes_mentioning(str(root))
+    assert not (hosting.nginx.sites_dir / "cancelled.example.test.conf").exists()
+    assert "cancelled_example_test" not in hosting.mariadb.sql("SHOW DATABASES").split()
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found

@@ -9,12 +9,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import WebSocketRoute
 
 from app.api import pages, ws
 from app.entities.team.models import Role
 from tests.fixtures.accounts import Account, api_client, make_account
-from tests.fixtures.factories import make_graph, operation_id
+from tests.fixtures.factories import make_graph, operation_id, set_state
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login")}
 
@@ -84,9 +85,10 @@ async def test_a_viewer_reads_but_cannot_run_or_change(
 
 
 async def test_an_operator_runs_but_cannot_change_entities(
-    app: FastAPI, client: httpx.AsyncClient
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     graph = await make_graph(client)
+    await set_state(session, graph["site"]["id"], "enabled")
     operator = await make_account(app, "olga", team="ops", role=Role.operator)
     async with api_client(app, operator) as http:
         verify = operation_id(graph["site"], "verify")
@@ -100,8 +102,11 @@ async def test_an_operator_runs_but_cannot_change_entities(
         assert refused.json()["detail"][0]["loc"] == ["body", "team_id"]
 
 
-async def test_another_team_sees_nothing_of_ours(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_another_team_sees_nothing_of_ours(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
     graph = await make_graph(client)
+    await set_state(session, graph["site"]["id"], "enabled")
     site_id = graph["site"]["id"]
     verify = operation_id(graph["site"], "verify")
     run = (await client.post(f"/api/v1/operations/{verify}/runs", json={})).json()

@@ -15,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Environment, Settings
 from app.entities.task.models import TaskInstance
 from app.models import Base
-from tests.fixtures.factories import make_graph
+from tests.fixtures.factories import make_graph, make_platform, set_state
 
 # Fields without a default, and a valid value for when another field is under test.
-REQUIRED = {("clone", "new_domain"): "copy.example.com", ("migrate", "target_platform"): "d11"}
+REQUIRED = {
+    ("clone", "new_domain"): "copy.example.com",
+    ("migrate", "target_platform"): "drupal-11",
+}
 HOSTILE = ["a; rm -rf /", "$(id)", "`id`", "../../etc/passwd", "a\nb", "a\x00b", "-rf", "x|y"]
 
 
@@ -34,11 +37,17 @@ def _string_fields(schema: dict[str, Any]) -> list[str]:
 async def test_every_string_field_refuses_or_keeps_hostile_values_as_data(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    site = (await make_graph(client))["site"]
+    graph = await make_graph(client)
+    site = graph["site"]
+    await make_platform(client, graph["server"], "drupal-11")
     catalog = (await client.get("/api/v1/catalog")).json()
     site_kind = next(kind for kind in catalog["entity_kinds"] if kind["name"] == "site")
     checked = 0
     for op in site_kind["operations"]:
+        # The state each operation needs (delete and enable: a disabled site).
+        await set_state(
+            session, site["id"], op["requires_state"][0] if op["requires_state"] else None
+        )
         op_id = next(o["id"] for o in site["operations"] if o["type"] == op["name"])
         for task_key, ref in op["values_schema"]["properties"].items():
             model = op["values_schema"]["$defs"][ref["$ref"].rsplit("/", 1)[-1]]
