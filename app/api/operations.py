@@ -40,10 +40,15 @@ async def get_operation(
     "/{operation_id}/runs",
     response_model=RunRead,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {"description": "No such operation"}, 403: {"description": "Not an operator"}},
+    responses={
+        404: {"description": "No such operation"},
+        403: {"description": "Not an operator"},
+        409: {"description": "The entity is not in a state this operation runs in"},
+    },
     summary="Run an operation",
     description="Validates the values against the operation's composed schema, saves them on "
-    "its tasks and queues a run. A 422 names each bad field as [body, values, task, field].",
+    "its tasks and queues a run. A 422 names each bad field as [body, values, task, field]; a "
+    "409 says which state the entity must be in first (e.g. a site is deleted once disabled).",
 )
 async def create_run(
     session: SessionDep,

@@ -317,7 +317,8 @@ def register(catalog: Catalog) -> None:
                     "Log in",
                     task="login",
                     result=LoginResult,
-                    timeout=timedelta(seconds=30),
+                    # An Ansible playbook starts in 1-2 s; a stalled one answers 504.
+                    timeout=timedelta(seconds=10),
                     description="A one-time login link to the site (drush uli).",
                 )
             },
