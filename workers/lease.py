@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select, update
@@ -21,7 +21,7 @@ from app.db import utcnow
 from app.dispatch.plain import entity_data, task_data
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask
-from app.entities.run.models import Run, RunLogLine, RunStatus
+from app.entities.run.models import Run, RunLogLine, RunStatus, RunTask
 from app.entities.task.models import TaskInstance
 from app.security.crypto import SecretBox
 
@@ -48,6 +48,8 @@ class Claim:
     secrets: tuple[str, ...]
     # Outputs this attempt wrote, by task key; each is also in ``tasks[key]["outputs"]``.
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How each task ended (status, epoch seconds), by position.
+    ended_tasks: dict[int, tuple[str, float]] = field(default_factory=dict)
 
 
 async def claim(
@@ -146,6 +148,18 @@ async def store_outputs(
         )
         if task is not None:
             task.outputs = {**task.outputs, **written}
+
+
+async def store_task_ends(
+    session: AsyncSession, run_id: uuid.UUID, ended: dict[int, tuple[str, float]]
+) -> None:
+    """How each task ended, stored with the run's end (the relay stores the same)."""
+    for position, (status, at) in ended.items():
+        await session.execute(
+            update(RunTask)
+            .where(RunTask.run_id == run_id, RunTask.position == position)
+            .values(status=status, finished_at=datetime.fromtimestamp(at, UTC))
+        )
 
 
 async def _resolve_references(

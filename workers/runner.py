@@ -82,6 +82,7 @@ async def _finish(
                 if entity_id is not None:
                     # Stored before the run reads as ended, so the next run sees them.
                     await lease.store_outputs(session, entity_id, claimed.outputs)
+                    await lease.store_task_ends(session, claimed.run_id, claimed.ended_tasks)
                     if status == RunStatus.succeeded:
                         await apply_on_success(session, state.catalog, claimed.run_id)
                 following = await next_runs(session, [entity_id]) if entity_id else []
@@ -191,6 +192,9 @@ async def _run_step(
 
 
 def _task_status(emitter: RunEmitter, claimed: lease.Claim, position: int, status: str) -> None:
+    at = time.time()
+    if status != TaskStatus.running:
+        claimed.ended_tasks[position] = (status, at)
     emitter.event(
         TaskEvent(
             t="task",
@@ -198,7 +202,7 @@ def _task_status(emitter: RunEmitter, claimed: lease.Claim, position: int, statu
             attempt=claimed.attempt,
             position=position,
             status=status,
-            at=time.time(),
+            at=at,
         )
     )
 
