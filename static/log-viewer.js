@@ -93,11 +93,20 @@
     var scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     var socket = new WebSocket(scheme + '//' + location.host + this.url + '?after=' + this.last);
     this.socket = socket;
+    var fresh = true;
     socket.onopen = function () {
       self.failures = 0;
       if (!self.ended) { self.say('Live: new lines appear as they are written.'); }
     };
-    socket.onmessage = function (event) { self.receive(JSON.parse(event.data)); };
+    socket.onmessage = function (event) {
+      var message = JSON.parse(event.data);
+      self.receive(message);
+      if (fresh && message.type === 'log') {
+        // A status change may have come before this socket did: have the summary re-read.
+        fresh = false;
+        document.body.dispatchEvent(new CustomEvent('aegir:run-changed', { detail: {} }));
+      }
+    };
     socket.onclose = function (event) {
       if (self.socket !== socket) { return; }
       self.socket = null;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -270,7 +271,8 @@ async def _edit_form(
     current = {ref.role: str(ref.target_id) for ref in entity.references}
     return {
         "kind": kind,
-        "entity": entity,
+        # Plain values: a failed change rolls the session back, which expires the row.
+        "entity": SimpleNamespace(id=entity.id, name=entity.name),
         "name": _name_widget(kind, entity.name),
         "fields": forms.widgets("fields", kind.fields, entity.attributes),
         "references": _reference_widgets(kind, choices, current),

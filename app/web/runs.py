@@ -149,7 +149,7 @@ async def run_submit(
             errors = {"": error.message}
         else:
             return redirect(request, str(request.url_for("run_page", run_id=run.id)))
-    await session.rollback()  # nothing saved, nothing run
+    # Nothing was written: the values are checked before anything is saved or queued.
     _show_errors(posted, form, errors)
     return render(request, "runs/form.html", form, 422)
 

@@ -18,6 +18,7 @@ from tests.fixtures.services import alembic_upgrade
 from tests.fixtures.stack import ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -33,7 +34,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not HAVE_CHROMIUM:
         pytest.skip("no /usr/bin/chromium: apt-get install chromium (.ci/run does)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
