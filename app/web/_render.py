@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -64,6 +65,13 @@ class PageRoute(APIRoute):
                 return redirect(request, str(request.url_for("login_form")))
             except AegirError as error:
                 return error_page(request, error.message, error.status_code)
+            except RequestValidationError as error:
+                # A mangled address: say which part, on a page, not in JSON.
+                found = error.errors()
+                where = [str(part) for part in found[0]["loc"]] if found else ["path"]
+                status_code = 404 if where[0] == "path" else 422
+                message = f"{where[-1]}: {found[0]['msg']}" if found else "a bad address"
+                return error_page(request, message, status_code)
 
         return handle
 
