@@ -227,7 +227,7 @@ async def run_summary(
 ) -> Response:
     run = await _visible_run(session, principal, run_id)
     context = await _run_context(session, principal, catalog, run)
-    return render(request, "runs/_summary.html", context)
+    return render(request, "runs/_summary.html", {**context, "fragment": True})
 
 
 @router.post("/runs/{run_id}/cancel", name="run_cancel")
@@ -244,7 +244,7 @@ async def run_cancel(
     if not is_htmx(request):
         return redirect(request, str(request.url_for("run_page", run_id=run_id)))
     context = await _run_context(session, principal, catalog, run)
-    return render(request, "runs/_summary.html", context)
+    return render(request, "runs/_summary.html", {**context, "fragment": True})
 
 
 @router.get("/runs/{run_id}/log.txt", name="run_log_text")
