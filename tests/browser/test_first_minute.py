@@ -53,6 +53,7 @@ async def test_the_dashboard_leads_a_newcomer_from_server_to_site(
     await screenshot(page, "site-page")
 
     await page.get_by_role("link", name="Aegir").click()
+    await expect(page.get_by_role("region", name="Running now")).to_be_visible()
     await expect(page.get_by_role("region", name="Get started")).to_have_count(0)
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Sites").click()
     await expect(page.get_by_role("link", name="www.example.com")).to_be_visible()
