@@ -18,12 +18,13 @@ from app.api import accounts, health, operations, pages, runs, ws
 from app.api import catalog as catalog_api
 from app.api.entities import entity_router
 from app.catalog.registry import Catalog, catalog_with
-from app.config import Settings, get_settings
+from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_handlers
 from app.redis import create_client
 from app.security.crypto import SecretBox
 from app.security.gate import AuthGate
+from app.web import router as dashboard
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(operations.router)
     app.include_router(runs.router)
     app.include_router(ws.router)
+    app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
+    app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes
     _compose_openapi(app, catalog)
     return app
 

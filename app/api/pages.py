@@ -1,4 +1,4 @@
-"""Sign-in, sign-out, the home page, and the API documentation (signed-in only)."""
+"""Sign-in, sign-out, tokens, the audit log, and the API documentation (signed-in only)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Authenticated, PrincipalDep, SessionDep, SettingsDep, client_ip
-from app.config import PROJECT_ROOT
 from app.db import utcnow
 from app.dispatch import accounts
 from app.dispatch.audit import record
@@ -28,18 +26,9 @@ from app.errors import Forbidden
 from app.security.auth import authenticate, check_csrf, csrf_token
 from app.security.passwords import verify_password
 from app.security.principal import Principal
+from app.web._render import render
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
-
-
-@router.get("/", name="home")
-async def home(request: Request, session: SessionDep) -> Response:
-    principal = await authenticate(session, None, request.session)
-    if principal is None:
-        return RedirectResponse(request.url_for("login_form"), status_code=303)
-    context = {"principal": principal, "csrf": csrf_token(request.session)}
-    return templates.TemplateResponse(request, "home.html", context)
 
 
 @router.get("/login", name="login_form")
@@ -48,8 +37,8 @@ async def login_form(request: Request) -> Response:
 
 
 def _form(request: Request, username: str, error: str | None, status_code: int) -> Response:
-    context = {"csrf": csrf_token(request.session), "username": username, "error": error}
-    return templates.TemplateResponse(request, "login.html", context, status_code=status_code)
+    context = {"username": username, "error": error}
+    return render(request, "login.html", context, status_code)
 
 
 @router.post("/login", name="login_submit")
@@ -121,6 +110,7 @@ async def _signed_in(request: Request, session: AsyncSession) -> Principal | Res
     principal = await authenticate(session, None, request.session)
     if principal is None:
         return RedirectResponse(request.url_for("login_form"), status_code=303)
+    request.state.principal = principal  # the layout shows who is signed in
     return principal
 
 
@@ -143,14 +133,8 @@ async def _tokens(
     rows = await session.scalars(
         select(ApiToken).where(ApiToken.user_id == principal.user_id).order_by(ApiToken.created_at)
     )
-    context = {
-        "tokens": list(rows),
-        "created": created,
-        "error": error,
-        "now": utcnow(),
-        "csrf": csrf_token(request.session),
-    }
-    return templates.TemplateResponse(request, "tokens.html", context, status_code=status_code)
+    context = {"tokens": list(rows), "created": created, "error": error, "now": utcnow()}
+    return render(request, "tokens.html", context, status_code)
 
 
 @router.post("/tokens", name="tokens_create")
@@ -199,7 +183,7 @@ async def audit_page(request: Request, session: SessionDep) -> Response:
         return principal
     principal.require_admin()
     events = await session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500))
-    return templates.TemplateResponse(request, "audit.html", {"events": list(events)})
+    return render(request, "audit.html", {"events": list(events)})
 
 
 @router.get("/openapi.json", name="openapi_document", dependencies=[Authenticated])

@@ -124,3 +124,12 @@ async def _flush(session: AsyncSession, conflict: str) -> None:
         await session.flush()
     except IntegrityError:
         raise Conflict(conflict) from None
+
+
+async def teams_to_own(session: AsyncSession, principal: Principal) -> list[Team]:
+    """The teams this user may file a new entity under (where they are admin), by name."""
+    query = select(Team).order_by(Team.name)
+    if not principal.is_admin:
+        mine = [team for team, role in principal.roles.items() if role == Role.admin]
+        query = query.where(Team.id.in_(mine))
+    return list(await session.scalars(query))

@@ -1,0 +1,13 @@
+"""The dashboard: server-rendered pages and HTMX fragments from the same templates."""
+
+from fastapi import APIRouter
+
+from app.web import entities, home, runs
+
+router = APIRouter(include_in_schema=False)
+router.include_router(home.router)
+router.include_router(runs.router)
+# Last: "/{plural}" would otherwise answer for paths that other routers serve.
+router.include_router(entities.router)
+
+__all__ = ["router"]

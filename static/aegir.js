@@ -1,0 +1,50 @@
+// Aegir dashboard glue: run status events to HTMX refreshes, and errors that never leave a blank page.
+(function () {
+  'use strict';
+
+  function flash(message) {
+    var box = document.getElementById('flash');
+    if (!box) { return; }
+    box.textContent = message;
+    box.hidden = false;
+    clearTimeout(flash.timer);
+    flash.timer = setTimeout(function () { box.hidden = true; }, 10000);
+  }
+  window.aegirFlash = flash;
+
+  // /ws/events sends JSON, not HTML: turn each message into an event that fragments
+  // listen for (hx-trigger="aegir:runs-changed from:body") instead of swapping it.
+  document.addEventListener('htmx:wsBeforeMessage', function (event) {
+    event.preventDefault();
+    var detail = {};
+    try { detail = JSON.parse(event.detail.message); } catch (e) { return; }
+    document.body.dispatchEvent(new CustomEvent('aegir:runs-changed', { detail: detail }));
+  });
+  // After a reconnect, events may have been missed: re-read once.
+  document.addEventListener('htmx:wsOpen', function (event) {
+    var socket = event.detail.socketWrapper;
+    if (socket && socket.aegirOpened) {
+      document.body.dispatchEvent(new CustomEvent('aegir:runs-changed', { detail: {} }));
+    }
+    if (socket) { socket.aegirOpened = true; }
+  });
+
+  document.addEventListener('htmx:sendError', function () {
+    flash('Could not reach Aegir: check your connection and try again.');
+  });
+  document.addEventListener('htmx:responseError', function (event) {
+    var xhr = event.detail.xhr;
+    // Error pages and fragments are swapped in (see htmx-config); say so up top too.
+    var text = '';
+    try {
+      var doc = new DOMParser().parseFromString(xhr.responseText, 'text/html');
+      var found = doc.querySelector('.error-message');
+      text = found ? found.textContent : '';
+    } catch (e) { text = ''; }
+    flash((xhr.status ? xhr.status + ': ' : '') + (text || xhr.statusText || 'the request failed'));
+  });
+  document.addEventListener('htmx:beforeRequest', function () {
+    var box = document.getElementById('flash');
+    if (box) { box.hidden = true; }
+  });
+})();
