@@ -16,6 +16,7 @@ from app.catalog.types import EntityKind, OperationType
 from app.dispatch import runs as run_service
 from app.dispatch import views
 from app.entities.entity import repository as entities
+from app.entities.entity.models import Entity
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
@@ -44,17 +45,11 @@ async def _operation(
     return operation, kind, op_type
 
 
-async def _choices(
-    session: AsyncSession, principal: Principal, catalog: Catalog, name: str
-) -> list[tuple[str, str]] | None:
-    """A field named after a kind (``target_platform``) holds one of its entities' names."""
-    for kind in catalog.kinds.values():
-        if name == kind.name or name.endswith(f"_{kind.name}"):
-            rows, _ = await entities.page(
-                session, kind.name, None, CHOICES, 0, principal.visible_teams
-            )
-            return [("", f"(choose a {kind.name})"), *[(row.name, row.name) for row in rows]]
-    return None
+async def _choices(session: AsyncSession, entity: Entity, kind: str) -> list[tuple[str, str]]:
+    """The names a field that refers to ``kind`` may hold: that kind's entities in the
+    entity's own team (what the run request accepts)."""
+    rows, _ = await entities.page(session, kind, None, CHOICES, 0, {entity.team_id})
+    return [("", f"(choose a {kind})"), *[(row.name, row.name) for row in rows]]
 
 
 async def _run_form(
@@ -72,11 +67,10 @@ async def _run_form(
     for key in op_type.task_keys:
         task_type = catalog.task_of(kind, key)
         model = task_type.fields
-        choices = {}
-        for name in model.model_fields:
-            found = await _choices(session, principal, catalog, name)
-            if found is not None:
-                choices[name] = found
+        choices = {
+            name: await _choices(session, operation.entity, refers_to)
+            for name, refers_to in task_type.reference_fields().items()
+        }
         groups.append(
             {
                 "key": key,

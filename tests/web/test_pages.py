@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.team.models import Role
 from app.web import entities, home, runs
 from tests.fixtures.accounts import PASSWORD, Account, make_account
-from tests.fixtures.factories import make_graph, operation_id
+from tests.fixtures.factories import make_graph, make_platform, operation_id, set_state
 
 
 def _csrf(page: str) -> str:
@@ -186,3 +187,21 @@ async def test_an_unknown_page_is_a_page_that_says_so(app: FastAPI, account: Acc
         bad_id = await http.get("/sites/not-a-uuid")
         assert bad_id.status_code == 404
         assert "<html" in bad_id.text and "entity_id: Input should be a valid UUID" in bad_id.text
+
+
+async def test_a_site_page_says_what_each_operation_needs_and_offers_platforms(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    graph = await make_graph(client)
+    await make_platform(client, graph["server"], "drupal-11")
+    site = graph["site"]
+    async with _browser(app, "alice") as http:
+        page = (await http.get(f"/sites/{site['id']}")).text
+        assert "<dt>State</dt><dd>not set up yet</dd>" in page
+        assert "Run Install" in page
+        # A fresh site cannot be deleted: the button says what it needs instead.
+        assert "Needs disabled</button>" in page
+        await set_state(session, site["id"], "enabled")
+        form = await http.get(f"/operations/{operation_id(site, 'migrate')}/run")
+        options = re.findall(r'<option value="([^"]*)"', form.text)
+        assert {"drupal-10", "drupal-11"} <= set(options)
