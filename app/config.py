@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The private key Ansible connects to 'ssh' servers with (their authorized_keys must
     # hold its public half); default var/ssh/id_ed25519, used when the file exists.
     ssh_key: Path | None = None
+    # Host keys of the 'ssh' servers, which Ansible checks (default var/ssh/known_hosts;
+    # without the file, the Aegir user's own ~/.ssh/known_hosts).
+    ssh_known_hosts: Path | None = None
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
@@ -82,6 +85,8 @@ class Settings(BaseSettings):
             self.work_dir = self.var_dir / "work"
         if self.ssh_key is None:
             self.ssh_key = self.var_dir / "ssh" / "id_ed25519"
+        if self.ssh_known_hosts is None:
+            self.ssh_known_hosts = self.var_dir / "ssh" / "known_hosts"
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'aegir.sqlite3'}"
         if self.env is Environment.production and self.secret_key == PLACEHOLDER_SECRET:
@@ -91,6 +96,11 @@ class Settings(BaseSettings):
     @property
     def ssh_key_file(self) -> Path | None:
         return self.ssh_key if self.ssh_key is not None and self.ssh_key.is_file() else None
+
+    @property
+    def ssh_known_hosts_file(self) -> Path | None:
+        known = self.ssh_known_hosts
+        return known if known is not None and known.is_file() else None
 
     @property
     def is_sqlite(self) -> bool:

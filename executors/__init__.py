@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from app.catalog.types import AnsibleRole, LocalCommand, TaskType
-from executors.ansible import AnsibleExecutor
+from executors.ansible import AnsibleExecutor, SshAccess
 from executors.base import Executor, ExecutorUnavailable
 from executors.local import LocalExecutor
 
 
-def executor_for(task: TaskType, ssh_key: Path | None = None) -> Executor:
-    """The executor of a task type; ``ssh_key`` is the key Ansible connects with."""
+def executor_for(task: TaskType, ssh: SshAccess | None = None) -> Executor:
+    """The executor of a task type; ``ssh``: the key and known hosts Ansible connects with."""
     binding = task.executor
     if isinstance(binding, LocalCommand):
         return LocalExecutor(binding.argv)
     if isinstance(binding, AnsibleRole):
-        return AnsibleExecutor(task.name, ssh_key)
+        return AnsibleExecutor(task.name, ssh or SshAccess())
     raise ExecutorUnavailable(f"no executor for {binding!r}")

@@ -15,7 +15,7 @@ from app.dispatch.plain import entity_data, task_data
 from app.entities.task.models import TaskInstance
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
-from workers.runner import WorkerState
+from workers.runner import WorkerState, ssh_access
 
 KEEP_LINES = 50
 
@@ -64,7 +64,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         secrets=secrets,
     )
     try:
-        executor = executor_for(task_type, settings.ssh_key_file)
+        executor = executor_for(task_type, ssh_access(settings))
         code = await executor.run(context, emitter, asyncio.Event())
     except ExecutorUnavailable as error:
         return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}

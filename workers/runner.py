@@ -18,6 +18,7 @@ from app.dispatch.queueing import next_runs
 from app.entities.run.models import RunStatus, TaskStatus
 from app.security.crypto import SecretBox
 from executors import executor_for
+from executors.ansible import SshAccess
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
 from relay.events import TaskEvent, publish, status_messages
 from workers import lease
@@ -180,7 +181,7 @@ async def _run_step(
         claimed.outputs.setdefault(step.key, {}),
     )
     try:
-        executor = executor_for(step.task_type, state.settings.ssh_key_file)
+        executor = executor_for(step.task_type, ssh_access(state.settings))
         return await executor.run(context, task_emitter, cancel)
     except ExecutorUnavailable as error:
         await emitter.log("system", f"task {step.key} cannot run: {error}")
@@ -233,6 +234,10 @@ async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.E
             return
         if status == RunStatus.cancelling:
             cancel.set()
+
+
+def ssh_access(settings: Settings) -> SshAccess:
+    return SshAccess(settings.ssh_key_file, settings.ssh_known_hosts_file)
 
 
 def stop_all(state: WorkerState) -> None:

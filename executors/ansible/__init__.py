@@ -1,5 +1,6 @@
 """The Ansible back-end: each task type runs the role of the same name, shipped here."""
 
 from executors.ansible.executor import ROLES_DIR, AnsibleExecutor
+from executors.ansible.variables import SshAccess
 
-__all__ = ["ROLES_DIR", "AnsibleExecutor"]
+__all__ = ["ROLES_DIR", "AnsibleExecutor", "SshAccess"]

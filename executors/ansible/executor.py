@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from executors.ansible.variables import inventory, variables
+from executors.ansible.variables import SshAccess, inventory, variables
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
@@ -37,9 +37,9 @@ _END = object()
 
 
 class AnsibleExecutor:
-    def __init__(self, role: str, ssh_key: Path | None = None) -> None:
+    def __init__(self, role: str, ssh: SshAccess) -> None:
         self.role = role
-        self.ssh_key = ssh_key
+        self.ssh = ssh
 
     async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
         if not (ROLES_DIR / self.role / "tasks" / "main.yml").is_file():
@@ -50,13 +50,13 @@ class AnsibleExecutor:
             raise ExecutorUnavailable("ansible-runner is not installed") from None
         base = context.work_dir / context.run_id / f"ansible-{context.key}-{context.attempt}"
         try:
-            runner = _prepare(base, self.role, context, self.ssh_key)
+            runner = _prepare(base, self.role, context, self.ssh)
             return await _drive(runner, context, emit, cancel)
         finally:
             await asyncio.to_thread(shutil.rmtree, base, True)
 
 
-def _prepare(base: Path, role: str, context: TaskContext, ssh_key: Path | None) -> Any:
+def _prepare(base: Path, role: str, context: TaskContext, ssh: SshAccess) -> Any:
     from ansible_runner.config.runner import RunnerConfig
 
     shutil.rmtree(base, ignore_errors=True)
@@ -66,14 +66,14 @@ def _prepare(base: Path, role: str, context: TaskContext, ssh_key: Path | None) 
     playbook = [{"name": role, "hosts": "target", "gather_facts": False, "roles": [role]}]
     (base / "project" / "main.yml").write_text(json.dumps(playbook))
     _write_private(base / "env" / "extravars", variables(context))
-    _write_private(base / "inventory" / "hosts.json", inventory(context.entity, ssh_key))
+    _write_private(base / "inventory" / "hosts.json", inventory(context.entity, ssh))
     config = RunnerConfig(
         private_data_dir=str(base),
         playbook="main.yml",
         inventory=str(base / "inventory" / "hosts.json"),
         quiet=True,
         settings={"pexpect_timeout": POLL, "suppress_ansible_output": True},
-        envvars=_ansible_env(base),
+        envvars=_ansible_env(base, context.work_dir),
         ident="run",
     )
     config.prepare()
@@ -89,7 +89,7 @@ def _write_private(path: Path, data: Any) -> None:
         json.dump(data, handle)
 
 
-def _ansible_env(base: Path) -> dict[str, str]:
+def _ansible_env(base: Path, work_dir: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     return {
@@ -97,6 +97,8 @@ def _ansible_env(base: Path) -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS),
         "ANSIBLE_HOME": str(base / "home"),
+        # SSH connections are kept open a minute and shared by the tasks that follow.
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work_dir / "ssh-control"),
         "ANSIBLE_LOCAL_TEMP": str(base / "tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_FORCE_COLOR": "true",

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from executors.base import TaskContext
 
 DB_IDENTIFIER_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """How Ansible reaches 'ssh' servers: Aegir's private key and its known hosts."""
+
+    key: Path | None = None
+    known_hosts: Path | None = None
 
 
 def server_of(entity: dict[str, Any]) -> dict[str, Any] | None:
@@ -31,7 +40,7 @@ def server_of(entity: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _host(server: dict[str, Any], ssh_key: Path | None) -> dict[str, Any]:
+def _host(server: dict[str, Any], ssh: SshAccess) -> dict[str, Any]:
     fields = server["fields"]
     if fields.get("connection") == "local":
         return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
@@ -40,25 +49,27 @@ def _host(server: dict[str, Any], ssh_key: Path | None) -> dict[str, Any]:
         "ansible_host": fields.get("hostname", server["name"]),
         "ansible_user": fields.get("ssh_user", "aegir"),
         "ansible_port": fields.get("ssh_port", 22),
-        "ansible_python_interpreter": "auto_silent",
+        "ansible_python_interpreter": fields.get("python") or "auto_silent",
     }
-    if ssh_key is not None:
-        host["ansible_ssh_private_key_file"] = str(ssh_key)
+    if ssh.key is not None:
+        host["ansible_ssh_private_key_file"] = str(ssh.key)
+    if ssh.known_hosts is not None:
+        host["ansible_ssh_common_args"] = f"-o UserKnownHostsFile={ssh.known_hosts}"
     return host
 
 
-def inventory(entity: dict[str, Any], ssh_key: Path | None) -> dict[str, Any]:
+def inventory(entity: dict[str, Any], ssh: SshAccess) -> dict[str, Any]:
     """Groups ``target`` (where the role runs) and ``db`` (the site's database server)."""
     target: dict[str, Any] = {}
     db: dict[str, Any] = {}
     server = server_of(entity)
     if server is not None:
-        target[server["name"]] = _host(server, ssh_key)
+        target[server["name"]] = _host(server, ssh)
     db_server = entity.get("references", {}).get("db_server")
     if db_server is not None:
-        db[db_server["name"]] = _host(db_server, ssh_key)
+        db[db_server["name"]] = _host(db_server, ssh)
     if not target:
-        target["localhost"] = _host({"name": "localhost", "fields": {"connection": "local"}}, None)
+        target["localhost"] = _host({"name": "localhost", "fields": {"connection": "local"}}, ssh)
     return {"all": {"children": {"target": {"hosts": target}, "db": {"hosts": db}}}}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.catalog.registry import build_catalog
 from app.catalog.types import AnsibleRole
-from executors.ansible import ROLES_DIR
+from executors.ansible import ROLES_DIR, SshAccess
 from executors.ansible.variables import db_identifier, inventory
 
 
@@ -44,7 +44,8 @@ def test_a_site_runs_on_its_platform_s_server_and_its_database_on_the_db_server(
             "db_server": db,
         },
     }
-    found = inventory(site, Path("/keys/id_ed25519"))["all"]["children"]
+    access = SshAccess(Path("/keys/id_ed25519"), Path("/keys/known_hosts"))
+    found = inventory(site, access)["all"]["children"]
     assert found["target"]["hosts"] == {
         "web1.example.com": {
             "ansible_connection": "ssh",
@@ -53,13 +54,14 @@ def test_a_site_runs_on_its_platform_s_server_and_its_database_on_the_db_server(
             "ansible_port": 2222,
             "ansible_python_interpreter": "auto_silent",
             "ansible_ssh_private_key_file": "/keys/id_ed25519",
+            "ansible_ssh_common_args": "-o UserKnownHostsFile=/keys/known_hosts",
         }
     }
     assert list(found["db"]["hosts"]) == ["db1.example.com"]
 
 
 def test_a_local_server_runs_on_the_control_machine() -> None:
-    hosts = inventory(_server("local"), None)["all"]["children"]["target"]["hosts"]
+    hosts = inventory(_server("local"), SshAccess())["all"]["children"]["target"]["hosts"]
     assert hosts["web1.example.com"]["ansible_connection"] == "local"
     assert "ansible_host" not in hosts["web1.example.com"]
 

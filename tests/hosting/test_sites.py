@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.hosting import Hosting
+from tests.fixtures.hosting import Hosting, sshd_server
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import wait_for
 
 PASSWORD = "site-db-pass'word\"1"
@@ -361,3 +362,33 @@ def test_platform_verify_deploys_a_codebase_from_git(hosting: Hosting) -> None:
     assert (root / "index.html").read_text() == "<h1>From git</h1>\n"
     assert hosting.outputs(platform, "verify", "deploy")["commit"] == head
     assert hosting.outputs(platform, "verify", "verify")["site_count"] == 0
+
+
+def test_a_server_reached_over_ssh_with_aegir_s_key(hosting: Hosting) -> None:
+    """sshd of our own on 127.0.0.1: the key and known hosts are where Aegir looks by
+    default (``var/ssh/``); the server entity says ``connection: ssh``."""
+    with sshd_server(hosting.stack.root / "var" / "ssh") as sshd:
+        fields = {
+            "hostname": "127.0.0.1",
+            "connection": "ssh",
+            "ssh_user": sshd.user,
+            "ssh_port": sshd.port,
+            "python": "/usr/bin/python3",
+            "nginx_conf": str(hosting.nginx.conf),
+        }
+        response = hosting.http.post("/api/v1/servers", json={"name": "remote", "fields": fields})
+        assert response.status_code == 201, response.text
+        server = response.json()
+        run = hosting.run(server, "verify")
+        assert run["status"] == "succeeded", "\n".join(run["log"])
+        assert hosting.outputs(server, "verify", "verify")["reachable"] is True
+        assert f"Accepted publickey for {sshd.user}" in sshd.log.read_text()
+        # A server where nothing answers: the run fails, and says so.
+        fields["ssh_port"] = free_port()
+        response = hosting.http.post("/api/v1/servers", json={"name": "away", "fields": fields})
+        away = response.json()
+        unreachable = hosting.run(away, "verify")
+        log = "\n".join(unreachable["log"])
+        assert unreachable["status"] == "failed", log
+        assert unreachable["exit_code"] == 4  # ansible-playbook: a host was unreachable
+        assert "UNREACHABLE!" in log and "Connection refused" in log

@@ -18,6 +18,10 @@ class ServerFields(EntityFields):
     )
     ssh_user: PosixUser = Field(default="aegir", description="The user Aegir logs in as.")
     ssh_port: Port = 22
+    python: AbsolutePath | None = Field(
+        default=None,
+        description="The Python that Ansible runs on the server ('ssh' only); found when empty.",
+    )
     http_port: Port = Field(default=80, description="The port nginx serves sites on.")
     http_address: IPvAnyAddress | None = Field(
         default=None, description="The address vhosts listen on; every address when empty."
