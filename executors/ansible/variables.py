@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executors.base import TaskContext
+from executors.base import ExecutorUnavailable, TaskContext
 
 DB_IDENTIFIER_LENGTH = 32
 
@@ -117,6 +117,11 @@ def site_layout(
     root = platform["root"]
     values = tasks.get("files", {}).get("values", {})
     files_path = values.get("files_path") or f"sites/{domain}/files"
+    if not files_path.startswith(f"sites/{domain}/"):
+        # Removing a site removes its directory: another site's files must never be in it.
+        raise ExecutorUnavailable(
+            f"files_path {files_path!r} must be inside sites/{domain}/, the site's own directory"
+        )
     settings = "settings.php" if platform["flavor"] == "drupal" else "settings.json"
     return {
         "domain": domain,

@@ -62,7 +62,8 @@ class DatabaseOutputs(TaskFields):
 class FilesFields(TaskFields):
     files_path: SafeRelativePath | None = Field(
         default=None,
-        description="Files directory, inside the platform root; sites/DOMAIN/files when empty.",
+        description="Files directory, inside the site's directory sites/DOMAIN/ of the "
+        "platform root; sites/DOMAIN/files when empty.",
     )
 
 
