@@ -125,6 +125,7 @@ def site_layout(
     settings = "settings.php" if platform["flavor"] == "drupal" else "settings.json"
     return {
         "domain": domain,
+        "platform": platform["name"],
         "root": root,
         "flavor": platform["flavor"],
         "port": tasks.get("vhost", {}).get("values", {}).get("port") or server["http_port"],
