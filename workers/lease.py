@@ -19,6 +19,7 @@ from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
 from app.db import utcnow
 from app.dispatch.plain import entity_data, task_data
+from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunStatus, RunTask
@@ -170,11 +171,9 @@ async def _resolve_references(
         task["refs"] = {}
         for name, kind in catalog.tasks[task["type"]].reference_fields().items():
             target = task["values"].get(name)
-            found = await session.scalar(
-                select(Entity.id).where(
-                    Entity.kind == kind, Entity.name == target, Entity.team_id == entity.team_id
-                )
-            )
+            if target is None:
+                continue
+            found = await entities.id_in_team(session, kind, str(target), entity.team_id)
             if found is not None:
                 task["refs"][name] = await entity_data(session, found)
 

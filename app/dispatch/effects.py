@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.registry import Catalog
 from app.dispatch.audit import record
 from app.dispatch.entities import missing_graph
+from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.run.models import Run
 from app.entities.task.models import TaskInstance
@@ -42,11 +43,11 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
     if effects.repoint is not None:
         role, key, field = effects.repoint
         name = tasks[key].values.get(field)
-        target = await session.scalar(
-            select(Entity.id).where(
-                Entity.kind == kind.references[role].kind,
-                Entity.name == name,
-                Entity.team_id == entity.team_id,
+        target = (
+            None
+            if name is None
+            else await entities.id_in_team(
+                session, kind.references[role].kind, str(name), entity.team_id
             )
         )
         if target is not None:

@@ -8,7 +8,6 @@ and secrets Aegir generates when they are left empty.
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
+from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity, EntityReference
 from app.errors import Conflict, InvalidInput
 
@@ -48,7 +48,10 @@ async def check_values(
         model: BaseModel = getattr(validated, key)
         for field, kind in task_type.reference_fields().items():
             name = getattr(model, field)
-            if name is not None and await _named(session, entity.team_id, kind, name) is None:
+            if (
+                name is not None
+                and await entities.id_in_team(session, kind, name, entity.team_id) is None
+            ):
                 raise InvalidInput.field(
                     ["body", "values", key, field],
                     f"there is no {kind} named {name!r} in this {entity.kind}'s team",
@@ -79,10 +82,7 @@ async def _check_effects(
     if effects.copy_to is not None:
         key, field = effects.copy_to
         name = getattr(getattr(validated, key), field)
-        taken = await session.scalar(
-            select(Entity.id).where(Entity.kind == entity.kind, Entity.name == name)
-        )
-        if taken is not None:
+        if await entities.name_taken(session, entity.kind, name):
             raise InvalidInput.field(
                 ["body", "values", key, field], f"a {entity.kind} named {name!r} already exists"
             )
@@ -94,12 +94,3 @@ async def _reference_name(session: AsyncSession, entity: Entity, role: str) -> s
     )
     name: str | None = await session.scalar(select(Entity.name).where(Entity.id.in_(target)))
     return name
-
-
-async def _named(
-    session: AsyncSession, team_id: uuid.UUID, kind: str, name: str
-) -> uuid.UUID | None:
-    found: uuid.UUID | None = await session.scalar(
-        select(Entity.id).where(Entity.kind == kind, Entity.name == name, Entity.team_id == team_id)
-    )
-    return found

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.fixtures.services import alembic_upgrade
-from tests.fixtures.stack import ROOT, Stack
+from tests.fixtures.stack import ROOT, Stack, running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -47,11 +46,8 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture(scope="session")
 def site_stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('browser') / 'aegir.sqlite3'}"
-    alembic_upgrade(url)
-    system = Stack(url)
-    system.start()
-    yield system
-    system.stop()
+    with running_stack(url) as system:
+        yield system
 
 
 @pytest.fixture

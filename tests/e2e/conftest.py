@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.services import alembic_upgrade, create_database
-from tests.fixtures.stack import Stack
+from tests.fixtures.services import create_database
+from tests.fixtures.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -18,11 +18,8 @@ def stack(
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('stack') / 'aegir.sqlite3'}"
     else:
         url = create_database(request.getfixturevalue("postgres_url"), "aegir_stack")
-    alembic_upgrade(url)
-    system = Stack(url)
-    system.start()
-    yield system
-    system.stop()
+    with running_stack(url) as system:
+        yield system
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from tests.fixtures.hosting import (
     nginx_server,
     site_postgres_server,
 )
-from tests.fixtures.services import alembic_upgrade
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import running_stack
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +47,9 @@ def hosting(
     """Aegir (API, worker, relay, Redis; SQLite) with a local server entity that manages
     the test nginx, MariaDB and PostgreSQL, and two static platforms and a Drupal one."""
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('hosting') / 'aegir.sqlite3'}"
-    alembic_upgrade(url)
-    stack = Stack(url)
-    stack.start()
-    try:
+    with running_stack(url) as stack:
         hosting = Hosting.create(
             stack, tmp_path_factory.mktemp("web"), nginx, mariadb, site_postgres
         )
         yield hosting
         hosting.http.close()
-    finally:
-        stack.stop()

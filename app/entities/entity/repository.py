@@ -74,6 +74,16 @@ async def name_taken(
     return (await session.execute(query.limit(1))).first() is not None
 
 
+async def id_in_team(
+    session: AsyncSession, kind: str, name: str, team_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The entity of ``kind`` named ``name`` in that team (names are unique per kind)."""
+    found: uuid.UUID | None = await session.scalar(
+        select(Entity.id).where(Entity.kind == kind, Entity.name == name, Entity.team_id == team_id)
+    )
+    return found
+
+
 async def dependents_by_target(
     session: AsyncSession,
     entity_ids: Sequence[uuid.UUID],
