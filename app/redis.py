@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from workers.queue import QueueClient, create_redis
+from app.queue import QueueClient, create_redis
 
 
 def create_client(url: str, timeout: float) -> QueueClient:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.db
-import app.db_types
+import app.db
 ${imports if imports else ""}
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

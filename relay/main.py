@@ -24,10 +24,10 @@ from app.catalog.registry import Catalog, catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, session_scope
 from app.dispatch.queueing import next_runs
+from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish
+from app.queue import QueueClient, create_redis, enqueue_run, release_run
 from relay import store
-from relay.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish
 from relay.sweeper import sweep
-from workers.queue import QueueClient, create_redis, enqueue_run, release_run
 
 logger = logging.getLogger("aegir.relay")
 

@@ -19,7 +19,7 @@ from app.catalog.types import check_output
 from app.dispatch.effects import apply_on_success
 from app.entities.run.models import FINAL_STATUSES, Run, RunLogLine, RunStatus, RunTask, TaskStatus
 from app.entities.task.models import TaskInstance
-from relay.events import (
+from app.events import (
     Event,
     ExitEvent,
     LogEvent,

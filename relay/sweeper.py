@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.dispatch.queueing import next_runs, stale_queued
 from app.entities.run.models import Run, RunStatus, RunTask, TaskStatus
-from relay.events import status_messages
+from app.events import status_messages
 
 logger = logging.getLogger(__name__)
 ACTIVE = (RunStatus.running, RunStatus.cancelling)

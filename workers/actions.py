@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.dispatch.plain import entity_data, task_data
+from app.dispatch.executor_input import entity_data, task_data
 from app.entities.task.models import TaskInstance
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext

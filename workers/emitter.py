@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.catalog.types import check_output
-from relay.events import EVENTS_STREAM, Event, ExitEvent, LogEvent, encode
+from app.events import EVENTS_STREAM, Event, ExitEvent, LogEvent, encode
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased, selectinload
 from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
 from app.db import utcnow
-from app.dispatch.plain import entity_data, task_data
+from app.dispatch.executor_input import entity_data, task_data
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.operation.models import Operation, OperationTask

@@ -24,10 +24,8 @@ from redis.exceptions import RedisError
 from app.catalog.registry import catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.security.crypto import SecretBox
-from relay.events import CANCEL_CHANNEL
-from workers.actions import encode_reply, execute_action
-from workers.queue import (
+from app.events import CANCEL_CHANNEL
+from app.queue import (
     ACTION_JOB,
     ACTIONS_QUEUE,
     RUN_JOB,
@@ -36,6 +34,8 @@ from workers.queue import (
     create_redis,
     wake_channel,
 )
+from app.security.crypto import SecretBox
+from workers.actions import encode_reply, execute_action
 from workers.runner import WorkerState, execute_run, stop_all
 
 logger = logging.getLogger("aegir.worker")

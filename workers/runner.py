@@ -16,14 +16,14 @@ from app.db import session_scope
 from app.dispatch.effects import apply_on_success
 from app.dispatch.queueing import next_runs
 from app.entities.run.models import RunStatus, TaskStatus
+from app.events import TaskEvent, publish, status_messages
+from app.queue import QueueClient, enqueue_run
 from app.security.crypto import SecretBox
 from executors import executor_for
 from executors.ansible import SshAccess
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
-from relay.events import TaskEvent, publish, status_messages
 from workers import lease
 from workers.emitter import RunEmitter, TaskEmitter, cancel_quietly
-from workers.queue import QueueClient, enqueue_run
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
 from app.errors import Unauthorized
+from app.queue import QueueClient
 from app.security.auth import CSRF_HEADER, SAFE_METHODS, authenticate, check_csrf
 from app.security.principal import Principal
-from workers.queue import QueueClient
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -26,9 +26,9 @@ from app.entities.run import repository as runs
 from app.entities.run.models import FINAL_STATUSES, Run
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
+from app.events import STATUS_CHANNEL, run_channel
 from app.security.auth import authenticate
 from app.security.principal import Principal
-from relay.events import STATUS_CHANNEL, run_channel
 
 router = APIRouter()
 

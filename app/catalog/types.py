@@ -44,7 +44,7 @@ class LocalCommand:
         return "local command " + " ".join(self.argv)
 
 
-Executor = AnsibleRole | LocalCommand
+ExecutorBinding = AnsibleRole | LocalCommand
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TaskType:
     label: str
     fields: type[TaskFields] = NoFields
     outputs: type[TaskFields] = NoFields
-    executor: Executor = AnsibleRole()
+    executor: ExecutorBinding = AnsibleRole()
     # Whether a run that lost its worker may execute this task again.
     safe_to_rerun: bool = False
     timeout: timedelta = timedelta(minutes=30)

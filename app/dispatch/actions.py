@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.types import ActionType, EntityKind
 from app.entities.task.models import TaskInstance
 from app.errors import AegirError, NotFound, Unavailable
-from workers.queue import QueueClient, action_reply, enqueue_action
+from app.queue import QueueClient, action_reply, enqueue_action
 
 REPLY_MARGIN = 1.0
 

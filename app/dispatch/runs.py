@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
 from app.db import after_commit, utcnow
-from app.dispatch._values import opened_form, snapshot_form, stored_form
 from app.dispatch.audit import record
 from app.dispatch.preconditions import check_state, check_values
+from app.dispatch.task_values import opened_form, snapshot_form, stored_form
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
@@ -23,10 +23,10 @@ from app.entities.run.models import FINAL_STATUSES, Run, RunStatus, RunTask
 from app.entities.task.models import TaskInstance
 from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
+from app.events import CANCEL_CHANNEL, publish, status_messages
+from app.queue import QueueClient, enqueue_run
 from app.security.crypto import SecretBox
 from app.security.principal import Principal
-from relay.events import CANCEL_CHANNEL, publish, status_messages
-from workers.queue import QueueClient, enqueue_run
 
 
 def operation_type(catalog: Catalog, operation: Operation) -> tuple[EntityKind, OperationType]:

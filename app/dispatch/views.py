@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind
-from app.dispatch._values import shown_form
+from app.dispatch.task_values import shown_form
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.entity.schemas import EntityRef, read_model

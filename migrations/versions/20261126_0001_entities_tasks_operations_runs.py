@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.db
-import app.db_types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -26,7 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("name", sa.String(length=253), nullable=False),
-        sa.Column("attributes", app.db_types.JSONData, nullable=False),
+        sa.Column("attributes", app.db.JSONData, nullable=False),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entities")),
@@ -79,8 +78,8 @@ def upgrade() -> None:
         sa.Column("entity_id", sa.Uuid(), nullable=False),
         sa.Column("key", sa.String(length=63), nullable=False),
         sa.Column("type", sa.String(length=100), nullable=False),
-        sa.Column("values", app.db_types.JSONData, nullable=False),
-        sa.Column("outputs", app.db_types.JSONData, nullable=False),
+        sa.Column("values", app.db.JSONData, nullable=False),
+        sa.Column("outputs", app.db.JSONData, nullable=False),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -124,7 +123,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("exit_code", sa.Integer(), nullable=True),
-        sa.Column("values", app.db_types.JSONData, nullable=False),
+        sa.Column("values", app.db.JSONData, nullable=False),
         sa.Column("requested_by", sa.String(length=150), nullable=True),
         sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=True),

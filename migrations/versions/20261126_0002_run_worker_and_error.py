@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.db
-import app.db_types
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.db
-import app.db_types
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -39,7 +38,7 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(length=64), nullable=True),
         sa.Column("team_id", sa.Uuid(), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
-        sa.Column("detail", app.db_types.JSONData, nullable=False),
+        sa.Column("detail", app.db.JSONData, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
-from app.db_types import JSONData
+from app.db import Base, JSONData, utcnow
 
 
 class AuditEvent(Base):

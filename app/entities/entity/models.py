@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, TimestampMixin
-from app.db_types import JSONData
+from app.db import Base, JSONData, TimestampMixin
 
 if TYPE_CHECKING:
     from app.entities.operation.models import Operation

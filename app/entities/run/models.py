@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, utcnow
-from app.db_types import JSONData
+from app.db import Base, JSONData, utcnow
 
 
 class RunStatus(StrEnum):

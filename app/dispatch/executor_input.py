@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
-from app.dispatch._values import opened_form
+from app.dispatch.task_values import opened_form
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.task.models import TaskInstance
 from app.security.crypto import SecretBox
