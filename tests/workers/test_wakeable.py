@@ -43,7 +43,7 @@ async def test_jobs_start_on_a_wake_up_and_when_a_slot_frees(redis: QueueClient)
     done: list[int] = []
     all_done = asyncio.Event()
 
-    async def job(_ctx: dict[Any, Any], *args: Any, **_kwargs: Any) -> None:
+    async def job(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
         done.append(args[0])
         if len(done) == 3:
             all_done.set()
