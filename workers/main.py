@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import uuid
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
@@ -30,6 +30,7 @@ from app.queue import (
     ACTIONS_QUEUE,
     RUN_JOB,
     RUNS_QUEUE,
+    QueueClient,
     action_reply_key,
     create_redis,
     wake_channel,
@@ -68,13 +69,24 @@ class WakeableWorker(Worker):
                 await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
 
 
-async def _run_job(ctx: dict[str, Any], run_id: str) -> str | None:
-    state: WorkerState = ctx["state"]
-    return await execute_run(state, uuid.UUID(run_id))
+class WorkerContext(TypedDict):
+    """What arq hands each job: our state, and arq's own Redis pool (set in ``main``)."""
+
+    state: WorkerState
+    redis: QueueClient
 
 
-async def _action_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
-    state: WorkerState = ctx["state"]
+def _context(ctx: dict[Any, Any]) -> WorkerContext:
+    # arq types a job's context as a plain dict; ours is built in serve_worker and main.
+    return cast(WorkerContext, ctx)
+
+
+async def _run_job(ctx: dict[Any, Any], run_id: str) -> str | None:
+    return await execute_run(_context(ctx)["state"], uuid.UUID(run_id))
+
+
+async def _action_job(ctx: dict[Any, Any], payload: dict[str, Any]) -> None:
+    state = _context(ctx)["state"]
     reply = await execute_action(state, payload)
     key = action_reply_key(payload["job_id"])
     async with state.redis.pipeline(transaction=True) as pipe:
@@ -128,8 +140,9 @@ async def serve_worker(settings: Settings) -> None:
         box=SecretBox(settings.secret_key),
     )
     poll = settings.worker_poll.total_seconds()
+    context = WorkerContext(state=state, redis=redis)
     common: dict[str, Any] = dict(
-        redis_pool=redis, handle_signals=False, keep_result=0, poll_delay=poll, ctx={"state": state}
+        redis_pool=redis, handle_signals=False, keep_result=0, poll_delay=poll, ctx=context
     )
     wakers = {
         RUNS_QUEUE: WakeableWorker(
