@@ -64,9 +64,9 @@ async def test_two_claims_on_one_entity_exactly_one_wins(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     first, second = await _queued(client, 2)
-    attempts = await asyncio.gather(_claim(app, first), _claim(app, second))
+    attempts = list(await asyncio.gather(_claim(app, first), _claim(app, second)))
     assert attempts == [1, None], "the oldest run goes first, and alone"
-    again = await asyncio.gather(_claim(app, second), _claim(app, second))
+    again = list(await asyncio.gather(_claim(app, second), _claim(app, second)))
     assert again == [None, None], "nothing else of the entity starts while one runs"
     assert (await _run(app, second)).status == RunStatus.queued
 
