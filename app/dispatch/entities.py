@@ -146,7 +146,7 @@ async def remove(
     latest = (await runs.latest_by_entity(session, [entity.id])).get(entity.id)
     if latest is not None and latest.status not in FINAL:
         raise Conflict(f"{kind.name} {entity.name} has a run {latest.status}: wait or cancel it")
-    await entities.delete(session, entity.id)
+    await entities.delete_by_id(session, entity.id)
     record(session, principal, "entity.deleted", target_kind=kind.name, target_id=entity.id,
            team_id=entity.team_id, name=entity.name)  # fmt: skip
 

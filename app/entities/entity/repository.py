@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete as sa_delete
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -116,6 +115,6 @@ async def reference_name(session: AsyncSession, entity_id: uuid.UUID, role: str)
     return name
 
 
-async def delete(session: AsyncSession, entity_id: uuid.UUID) -> None:
+async def delete_by_id(session: AsyncSession, entity_id: uuid.UUID) -> None:
     """Delete the entity; its tasks, operations, runs and references go with it (cascade)."""
-    await session.execute(sa_delete(Entity).where(Entity.id == entity_id))
+    await session.execute(delete(Entity).where(Entity.id == entity_id))
