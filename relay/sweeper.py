@@ -6,18 +6,18 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import utcnow
 from app.dispatch.queueing import next_runs, stale_queued
-from app.entities.run.models import Run, RunStatus, RunTask, TaskStatus
+from app.entities.run import repository as runs
+from app.entities.run.models import Run
+from app.entities.run.states import RunStatus
 from app.events import status_messages
 
 logger = logging.getLogger(__name__)
-ACTIVE = (RunStatus.running, RunStatus.cancelling)
 
 
 @dataclass
@@ -31,11 +31,8 @@ class Swept:
 async def sweep(session: AsyncSession, catalog: Catalog, settings: Settings) -> Swept:
     swept = Swept()
     now = utcnow()
-    expired = await session.scalars(
-        select(Run).where(Run.status.in_(ACTIVE), Run.lease_expires_at < now)
-    )
     freed: set[uuid.UUID] = set()
-    for run in list(expired):
+    for run in await runs.expired_leases(session, now):
         if await _settle(session, catalog, run, swept):
             freed.add(run.entity_id)
     swept.enqueue.extend(await next_runs(session, freed))
@@ -48,52 +45,17 @@ async def _settle(session: AsyncSession, catalog: Catalog, run: Run, swept: Swep
 
     Settled either way, the entity is free for its next run (which may be this one).
     """
-    task_types = list(
-        await session.scalars(select(RunTask.task_type).where(RunTask.run_id == run.id))
-    )
-    unsafe = [name for name in task_types if not _safe(catalog, name)]
-    if run.status == RunStatus.cancelling:
-        status, error = (
-            RunStatus.cancelled,
-            "cancelled; its worker was gone, so the lease settled it",
-        )
-    elif unsafe:
-        status = RunStatus.lost
-        error = (
-            f"its worker stopped renewing the lease during attempt {run.attempt}; "
-            f"not run again, as {', '.join(sorted(set(unsafe)))} is not safe to re-run"
-        )
-    else:
-        status = RunStatus.queued
-        error = f"its worker was lost during attempt {run.attempt}; running it again"
-    final = status != RunStatus.queued
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.attempt == run.attempt, Run.lease_expires_at < utcnow())
-        .values(
-            status=status,
-            error=error,
-            lease_expires_at=None,
-            finished_at=utcnow() if final else None,
-        )
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    unsafe = [name for name in await runs.task_types(session, run.id) if not _safe(catalog, name)]
+    run_id, entity_id = run.id, run.entity_id
+    settled = await runs.settle(session, run, unsafe)
+    if settled is None:
         return False
-    await _close_tasks(session, run.id, final)
-    logger.warning("run %s: %s", run.id, error)
-    swept.messages += status_messages(run.id, status, run.entity_id, error=error)
-    if not final:
-        swept.release.append(run.id)
+    status, why = settled
+    logger.warning("run %s: %s", run_id, why)
+    swept.messages += status_messages(run_id, status, entity_id, error=why)
+    if status == RunStatus.queued:
+        swept.release.append(run_id)
     return True
-
-
-async def _close_tasks(session: AsyncSession, run_id: uuid.UUID, final: bool) -> None:
-    unfinished = (TaskStatus.pending, TaskStatus.running)
-    await session.execute(
-        update(RunTask)
-        .where(RunTask.run_id == run_id, RunTask.status.in_(unfinished))
-        .values(status=TaskStatus.skipped if final else TaskStatus.pending)
-    )
 
 
 def _safe(catalog: Catalog, task_type: str) -> bool:

@@ -8,11 +8,9 @@ import uuid
 from collections import deque
 from typing import Any
 
-from sqlalchemy import select
-
 from app.db import session_scope
 from app.dispatch.executor_input import entity_data, task_data
-from app.entities.task.models import TaskInstance
+from app.entities.task import repository as task_instances
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
 from workers.runner import WorkerState, ssh_access
@@ -41,10 +39,8 @@ class CollectingEmitter:
 async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
     catalog, settings = state.catalog, state.settings
     async with session_scope(state.sessionmaker) as session:
-        task = await session.get_one(TaskInstance, uuid.UUID(payload["task_id"]))
-        every = await session.scalars(
-            select(TaskInstance).where(TaskInstance.entity_id == task.entity_id)
-        )
+        task = await task_instances.get(session, uuid.UUID(payload["task_id"]))
+        every = await task_instances.of_entity(session, task.entity_id)
         known = [each for each in every if each.type in catalog.tasks]
         tasks, secrets = task_data(catalog, state.box, known)
         entity = await entity_data(session, uuid.UUID(payload["entity_id"]))

@@ -15,7 +15,8 @@ from app.config import Settings
 from app.db import session_scope
 from app.dispatch.effects import apply_on_success
 from app.dispatch.queueing import next_runs
-from app.entities.run.models import RunStatus, TaskStatus
+from app.entities.run import repository as runs
+from app.entities.run.states import RunStatus, TaskStatus
 from app.events import TaskEvent, publish, status_messages
 from app.queue import QueueClient, enqueue_run
 from app.security.crypto import SecretBox
@@ -77,7 +78,7 @@ async def _finish(
     for delay in (0.1, 0.5, 1.0, 2.0):
         try:
             async with session_scope(state.sessionmaker) as session:
-                entity_id = await lease.finish(
+                entity_id = await runs.finish(
                     session, claimed.run_id, claimed.attempt, status, code, last
                 )
                 if entity_id is not None:
@@ -220,7 +221,7 @@ async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.E
         await asyncio.sleep(interval)
         try:
             async with session_scope(state.sessionmaker) as session:
-                status = await lease.renew(
+                status = await runs.renew(
                     session, claimed.run_id, claimed.attempt, state.settings.run_lease
                 )
         except Exception:

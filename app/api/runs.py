@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api.deps import Authenticated, Limit, Offset, PrincipalDep, RedisDep, SessionDep, client_ip
 from app.dispatch import runs as run_service
 from app.entities.run import repository as runs
-from app.entities.run.models import Run, RunStatus
+from app.entities.run.models import Run
 from app.entities.run.schemas import LogLine, RunLog, RunRead
+from app.entities.run.states import RunStatus
 from app.entities.team.models import Role
 from app.schemas import Page
 from app.security.principal import Principal

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.entities.entity.models import Entity
 from app.entities.run import repository as runs
-from app.entities.run.models import FINAL_STATUSES, Run
+from app.entities.run.models import Run
+from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
 from app.events import STATUS_CHANNEL, run_channel
@@ -222,7 +223,7 @@ class _RunTail:
                     "exit_code": message.get("exit_code"),
                 }
             )
-            return message["status"] in FINAL_STATUSES
+            return message["status"] in FINAL
         await self.websocket.send_json(message)
         return False
 
@@ -240,7 +241,7 @@ class _RunTail:
             if len(lines) < PAGE:
                 break
         run = await self._run()
-        return run.status in FINAL_STATUSES
+        return run.status in FINAL
 
     async def _finish(self) -> None:
         """Send the last lines as the relay stores them, then the end.

@@ -7,11 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.types import ActionType, EntityKind
-from app.entities.task.models import TaskInstance
+from app.entities.task import repository as task_instances
 from app.errors import AegirError, NotFound, Unavailable
 from app.queue import QueueClient, action_reply, enqueue_action
 
@@ -60,11 +59,7 @@ async def _payload(
     session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID, action: ActionType
 ) -> dict[str, Any]:
     """Ids only: the worker reads the values (and decrypts secrets) itself."""
-    task = await session.scalar(
-        select(TaskInstance).where(
-            TaskInstance.entity_id == entity_id, TaskInstance.key == action.task
-        )
-    )
+    task = await task_instances.by_key(session, entity_id, action.task)
     if task is None:
         raise NotFound(f"this {kind.name} has no {action.task} task; run `aegir migrate`")
     return {

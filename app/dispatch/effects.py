@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
@@ -18,13 +17,15 @@ from app.dispatch.audit import record
 from app.dispatch.entities import missing_graph
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity, EntityReference
+from app.entities.run import repository as runs
 from app.entities.run.models import Run
+from app.entities.task import repository as task_instances
 from app.entities.task.models import TaskInstance
 
 
 async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID) -> None:
-    run = await session.get_one(Run, run_id)
-    entity = await session.get_one(Entity, run.entity_id)
+    run = await runs.get(session, run_id)
+    entity = await entities.get(session, run.entity_id)
     kind = catalog.kinds.get(entity.kind)
     op_type = kind.operations.get(run.operation_type) if kind else None
     if kind is None or op_type is None:
@@ -32,12 +33,7 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
     effects = op_type.on_success
     if effects.state is None and effects.repoint is None and effects.copy_to is None:
         return
-    tasks = {
-        task.key: task
-        for task in await session.scalars(
-            select(TaskInstance).where(TaskInstance.entity_id == entity.id)
-        )
-    }
+    tasks = {task.key: task for task in await task_instances.of_entity(session, entity.id)}
     if effects.state is not None:
         entity.state = effects.state
     if effects.repoint is not None:
@@ -51,11 +47,9 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
             )
         )
         if target is not None:
-            await session.execute(
-                update(EntityReference)
-                .where(EntityReference.source_id == entity.id, EntityReference.role == role)
-                .values(target_id=target)
-            )
+            for reference in entity.references:
+                if reference.role == role:
+                    reference.target_id = target
             record(session, run.requested_by or "aegir", "entity.updated", target_kind=entity.kind,
                    target_id=entity.id, team_id=entity.team_id,
                    changed=f"references.{role}", run=str(run.id))  # fmt: skip
@@ -77,9 +71,6 @@ async def _copy(
     run: Run,
 ) -> None:
     kind = catalog.kinds[source.kind]
-    refs = await session.scalars(
-        select(EntityReference).where(EntityReference.source_id == source.id)
-    )
     copy = Entity(
         kind=source.kind,
         name=name,
@@ -87,7 +78,9 @@ async def _copy(
         attributes=dict(source.attributes),
         state=source.state,
     )
-    copy.references = [EntityReference(role=r.role, target_id=r.target_id) for r in refs]
+    copy.references = [
+        EntityReference(role=r.role, target_id=r.target_id) for r in source.references
+    ]
     copy.tasks, copy.operations = missing_graph(kind, {}, set())
     values: dict[str, dict[str, Any]] = {
         key: dict(task.values) for key, task in tasks.items() if key not in fresh

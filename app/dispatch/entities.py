@@ -7,7 +7,6 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +18,7 @@ from app.entities.entity.models import Entity, EntityReference
 from app.entities.entity.schemas import EntityUpdate
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run import repository as runs
-from app.entities.run.models import FINAL_STATUSES
+from app.entities.run.states import FINAL
 from app.entities.task.models import TaskInstance
 from app.entities.team.models import Role, Team
 from app.errors import Conflict, InvalidInput
@@ -145,9 +144,9 @@ async def remove(
             f"{kind.name} {entity.name} is used by {names}: change or delete those first"
         )
     latest = (await runs.latest_by_entity(session, [entity.id])).get(entity.id)
-    if latest is not None and latest.status not in FINAL_STATUSES:
+    if latest is not None and latest.status not in FINAL:
         raise Conflict(f"{kind.name} {entity.name} has a run {latest.status}: wait or cancel it")
-    await session.execute(delete(Entity).where(Entity.id == entity.id))
+    await entities.delete_by_id(session, entity.id)
     record(session, principal, "entity.deleted", target_kind=kind.name, target_id=entity.id,
            team_id=entity.team_id, name=entity.name)  # fmt: skip
 

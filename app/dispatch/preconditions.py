@@ -11,13 +11,12 @@ import secrets
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
 from app.entities.entity import repository as entities
-from app.entities.entity.models import Entity, EntityReference
+from app.entities.entity.models import Entity
 from app.errors import Conflict, InvalidInput
 
 GENERATED_SECRET_BYTES = 18
@@ -74,7 +73,7 @@ async def _check_effects(
     if effects.repoint is not None:
         role, key, field = effects.repoint
         target = getattr(getattr(validated, key), field)
-        current = await _reference_name(session, entity, role)
+        current = await entities.reference_name(session, entity.id, role)
         if target == current:
             raise InvalidInput.field(
                 ["body", "values", key, field], f"the {role} is already {target!r}"
@@ -86,11 +85,3 @@ async def _check_effects(
             raise InvalidInput.field(
                 ["body", "values", key, field], f"a {entity.kind} named {name!r} already exists"
             )
-
-
-async def _reference_name(session: AsyncSession, entity: Entity, role: str) -> str | None:
-    target = select(EntityReference.target_id).where(
-        EntityReference.source_id == entity.id, EntityReference.role == role
-    )
-    name: str | None = await session.scalar(select(Entity.name).where(Entity.id.in_(target)))
-    return name

@@ -6,12 +6,9 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.entities.run.models import Run, RunStatus
-
-ACTIVE = (RunStatus.running, RunStatus.cancelling)
+from app.entities.run import repository as runs
 
 
 async def next_runs(session: AsyncSession, entity_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -19,37 +16,12 @@ async def next_runs(session: AsyncSession, entity_ids: Iterable[uuid.UUID]) -> l
     ids = list(entity_ids)
     if not ids:
         return []
-    busy = set(
-        await session.scalars(
-            select(Run.entity_id).where(Run.entity_id.in_(ids), Run.status.in_(ACTIVE))
-        )
-    )
-    return await _oldest_queued(session, [i for i in ids if i not in busy])
+    busy = await runs.busy_entities(session, ids)
+    return await runs.first_queued(session, [i for i in ids if i not in busy])
 
 
 async def stale_queued(
     session: AsyncSession, before: datetime, limit: int = 200
 ) -> list[uuid.UUID]:
     """Queued runs first in line for an idle entity, queued before ``before``."""
-    entity_ids = set(
-        await session.scalars(
-            select(Run.entity_id)
-            .where(Run.status == RunStatus.queued, Run.created_at < before)
-            .limit(limit)
-        )
-    )
-    return await next_runs(session, entity_ids)
-
-
-async def _oldest_queued(session: AsyncSession, entity_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    if not entity_ids:
-        return []
-    rows = await session.execute(
-        select(Run.entity_id, Run.id)
-        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued)
-        .order_by(Run.created_at, Run.id)
-    )
-    first: dict[uuid.UUID, uuid.UUID] = {}
-    for entity_id, run_id in rows:
-        first.setdefault(entity_id, run_id)
-    return list(first.values())
+    return await next_runs(session, await runs.queued_before(session, before, limit))

@@ -7,19 +7,19 @@ from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
-from app.db import after_commit, utcnow
+from app.db import after_commit
 from app.dispatch.audit import record
 from app.dispatch.preconditions import check_state, check_values
 from app.dispatch.task_values import opened_form, snapshot_form, stored_form
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
-from app.entities.run.models import FINAL_STATUSES, Run, RunStatus, RunTask
+from app.entities.run.models import Run, RunTask
+from app.entities.run.states import RunStatus
 from app.entities.task.models import TaskInstance
 from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
@@ -99,38 +99,22 @@ async def cancel(
     run_id: uuid.UUID,
     ip: str | None = None,
 ) -> Run:
-    """A queued run is cancelled at once; a running one is asked to stop."""
+    """A queued run is cancelled at once; a running one is asked to stop; 409 if ended."""
     run = await runs.get(session, run_id)
     team_id = await runs.team_of(session, run)
     principal.require(team_id, Role.operator, f"run with id {run_id}")
     record(session, principal, "run.cancelled", target_kind="run", target_id=run_id,
            team_id=team_id, ip=ip, was=run.status)  # fmt: skip
-    if run.status in FINAL_STATUSES:
-        raise Conflict(f"run {run_id} has already ended: {run.status}")
-    # Read before _move: it expires the session, and reloading an expired attribute
-    # outside an await is not possible (MissingGreenlet).
+    # Read before the move: the session is expired after it, and reloading an expired
+    # attribute outside an await is not possible (MissingGreenlet).
     entity_id = run.entity_id
-    if run.status == RunStatus.queued:
-        moved = await _move(session, run_id, RunStatus.queued, RunStatus.cancelled)
-        if moved:
-            after_commit(session, partial(_announce, redis, run_id, entity_id, moved))
-            return await runs.get(session, run_id)
-    moved = await _move(session, run_id, RunStatus.running, RunStatus.cancelling)
-    if moved:
+    moved = await runs.cancel(session, run_id)
+    session.expire_all()
+    if moved == RunStatus.cancelling:
         after_commit(session, partial(redis.publish, CANCEL_CHANNEL, str(run_id)))
+    if moved is not None:
         after_commit(session, partial(_announce, redis, run_id, entity_id, moved))
     return await runs.get(session, run_id)
-
-
-async def _move(session: AsyncSession, run_id: uuid.UUID, old: str, new: str) -> str | None:
-    values: dict[str, Any] = {"status": new}
-    if new in FINAL_STATUSES:
-        values["finished_at"] = utcnow()
-    result = await session.execute(
-        update(Run).where(Run.id == run_id, Run.status == old).values(**values)
-    )
-    session.expire_all()
-    return new if result.rowcount else None  # type: ignore[attr-defined]
 
 
 async def _announce(

@@ -17,14 +17,14 @@ from starlette.datastructures import FormData
 from app.api.deps import SessionDep
 from app.config import PROJECT_ROOT
 from app.db import utcnow
-from app.entities.run.models import FINAL_STATUSES
+from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import AegirError, NotFound
 from app.security.auth import CSRF_FIELD, CSRF_HEADER, authenticate, check_csrf, csrf_token
 from app.security.principal import Principal
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
-templates.env.globals["FINAL_STATUSES"] = {str(status) for status in FINAL_STATUSES}
+templates.env.globals["FINAL_STATUSES"] = {str(status) for status in FINAL}
 templates.env.globals["Role"] = Role
 
 

@@ -8,7 +8,8 @@ from fastapi.responses import Response
 from app.api.deps import CatalogDep, SessionDep
 from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
-from app.entities.run.models import Run, RunStatus
+from app.entities.run.models import Run
+from app.entities.run.states import RunStatus
 from app.web._render import PageRoute, PageUser, is_htmx, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)

@@ -20,7 +20,8 @@ from app.entities.entity.models import Entity
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
-from app.entities.run.models import Run, RunStatus
+from app.entities.run.models import Run
+from app.entities.run.states import RunStatus
 from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
 from app.security.principal import Principal

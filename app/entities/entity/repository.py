@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -104,3 +104,17 @@ async def dependents_by_target(
     for target_id, entity in await session.execute(query):
         found.setdefault(target_id, []).append(entity)
     return found
+
+
+async def reference_name(session: AsyncSession, entity_id: uuid.UUID, role: str) -> str | None:
+    """The name of the entity it references in that role (None: no such reference)."""
+    target = select(EntityReference.target_id).where(
+        EntityReference.source_id == entity_id, EntityReference.role == role
+    )
+    name: str | None = await session.scalar(select(Entity.name).where(Entity.id.in_(target)))
+    return name
+
+
+async def delete_by_id(session: AsyncSession, entity_id: uuid.UUID) -> None:
+    """Delete the entity; its tasks, operations, runs and references go with it (cascade)."""
+    await session.execute(delete(Entity).where(Entity.id == entity_id))

@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONData, utcnow
-
-
-class RunStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    cancelling = "cancelling"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    lost = "lost"
-
-
-FINAL_STATUSES = frozenset(
-    {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost}
-)
-
-
-class TaskStatus(StrEnum):
-    pending = "pending"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    skipped = "skipped"
-    cancelled = "cancelled"
+from app.entities.run.states import RunStatus, TaskStatus
 
 
 class Run(Base):

@@ -1,17 +1,30 @@
-"""Every query on runs and their log lines."""
+"""Every query on runs, their task rows and their log lines; and the fenced moves.
+
+Sections: reads; what goes next (the queue); the moves (every status change goes
+through ``_move``, checked against ``states``); task rows; the relay's writes (event
+fencing, log lines).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 
+from app.db import utcnow
 from app.entities.entity.models import Entity
-from app.entities.run.models import Run, RunLogLine
+from app.entities.run import states
+from app.entities.run.models import Run, RunLogLine, RunTask
+from app.entities.run.states import ACTIVE, Move, RunStatus, TaskStatus
 from app.errors import NotFound
+
+INSERT_CHUNK = 1000
 
 
 async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
@@ -85,6 +98,287 @@ async def latest_by_entity(
     ids = _latest(Run.entity_id, Run.entity_id.in_(entity_ids))
     rows = await session.execute(select(Run).where(Run.id.in_(ids)))
     return {run.entity_id: run for run in rows.scalars()}
+
+
+async def last_seq(session: AsyncSession, run_id: uuid.UUID) -> int:
+    """The highest log line number stored for the run (0: none)."""
+    query = select(func.max(RunLogLine.seq)).where(RunLogLine.run_id == run_id)
+    return int(await session.scalar(query) or 0)
+
+
+async def task_types(session: AsyncSession, run_id: uuid.UUID) -> list[str]:
+    return list(await session.scalars(select(RunTask.task_type).where(RunTask.run_id == run_id)))
+
+
+async def expired_leases(session: AsyncSession, now: datetime) -> list[Run]:
+    """Active runs whose worker has not renewed the lease in time."""
+    query = select(Run).where(Run.status.in_(ACTIVE), Run.lease_expires_at < now)
+    return list(await session.scalars(query))
+
+
+# What goes next: one run at a time per entity, oldest first.
+
+
+async def busy_entities(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of the entities with an active run."""
+    query = select(Run.entity_id).where(Run.entity_id.in_(entity_ids), Run.status.in_(ACTIVE))
+    return set(await session.scalars(query))
+
+
+async def first_queued(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Each entity's oldest queued run."""
+    if not entity_ids:
+        return []
+    rows = await session.execute(
+        select(Run.entity_id, Run.id)
+        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued)
+        .order_by(Run.created_at, Run.id)
+    )
+    first: dict[uuid.UUID, uuid.UUID] = {}
+    for entity_id, run_id in rows:
+        first.setdefault(entity_id, run_id)
+    return list(first.values())
+
+
+async def queued_before(session: AsyncSession, before: datetime, limit: int) -> set[uuid.UUID]:
+    """Entities with a run queued before ``before`` (at most ``limit`` runs looked at)."""
+    query = (
+        select(Run.entity_id)
+        .where(Run.status == RunStatus.queued, Run.created_at < before)
+        .limit(limit)
+    )
+    return set(await session.scalars(query))
+
+
+# The moves. Each checks itself against ``states`` and is fenced, so that of two
+# racing moves one wins and a stale attempt changes nothing.
+
+
+class Moved(NamedTuple):
+    """A run as a move left it."""
+
+    entity_id: uuid.UUID
+    attempt: int
+    status: str
+
+
+async def _move(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    move: Move,
+    to: RunStatus | None = None,
+    *,
+    attempt: int | None = None,
+    also: Sequence[ColumnElement[bool]] = (),
+    values: dict[str, Any],
+) -> Moved | None:
+    """The one UPDATE that moves a run (``to`` None: its status stays, as in a renewal).
+
+    Fenced on the run's id, the statuses the move may start from and, for a worker,
+    its attempt (the fencing token); ``None`` when the fence refused it. A move the
+    state machine does not allow raises ``IllegalMove`` before anything is written.
+    """
+    fence = [Run.id == run_id, Run.status.in_(states.sources(move, to)), *also]
+    if attempt is not None:
+        fence.append(Run.attempt == attempt)
+    if to is not None:
+        values = {**values, "status": to}
+    statement = (
+        update(Run).where(*fence).values(**values).returning(Run.entity_id, Run.attempt, Run.status)
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else Moved(*row)
+
+
+async def claim(
+    session: AsyncSession, run_id: uuid.UUID, lease: timedelta, worker: str
+) -> int | None:
+    """Take the run if it is queued and first in line for its entity: its new attempt.
+
+    The attempt number is the fencing token: the claim increments it, every heartbeat,
+    event and finish carries it, and whatever carries an older one is refused.
+    """
+    entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
+    if entity_id is None:
+        return None
+    # PostgreSQL: two claims for one entity wait on this row. SQLite has one writer anyway.
+    await session.execute(select(Entity.id).where(Entity.id == entity_id).with_for_update())
+    now = utcnow()
+    values = {
+        "attempt": Run.attempt + 1,
+        "started_at": now,
+        "lease_expires_at": now + lease,
+        "worker": worker,
+        "error": None,
+    }
+    moved = await _move(
+        session, run_id, Move.claim, RunStatus.running, also=[~_ahead()], values=values
+    )
+    return None if moved is None else moved.attempt
+
+
+def _ahead() -> ColumnElement[bool]:
+    """Another run of the same entity is active, or was queued before this one."""
+    other = aliased(Run)
+    return exists().where(
+        other.entity_id == Run.entity_id,
+        other.id != Run.id,
+        or_(
+            other.status.in_(ACTIVE),
+            (other.status == RunStatus.queued)
+            & or_(
+                other.created_at < Run.created_at,
+                (other.created_at == Run.created_at) & (other.id < Run.id),
+            ),
+        ),
+    )
+
+
+async def renew(
+    session: AsyncSession, run_id: uuid.UUID, attempt: int, lease: timedelta
+) -> str | None:
+    """Extend the lease; the run's status, or ``None`` when the lease is no longer ours."""
+    values = {"lease_expires_at": utcnow() + lease}
+    moved = await _move(session, run_id, Move.renew, attempt=attempt, values=values)
+    return None if moved is None else moved.status
+
+
+async def finish(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    attempt: int,
+    status: str,
+    code: int,
+    last_seq: int,
+    at: datetime | None = None,
+) -> uuid.UUID | None:
+    """Record how the run ended, if ``attempt`` still holds it: its entity, now free.
+
+    Both the worker and the relay (from the exit event) record it; the second is refused.
+    """
+    values = {
+        "exit_code": code,
+        "finished_at": at or utcnow(),
+        "log_emitted": last_seq,
+        "lease_expires_at": None,
+    }
+    to = RunStatus(status)
+    moved = await _move(session, run_id, Move.finish, to, attempt=attempt, values=values)
+    return None if moved is None else moved.entity_id
+
+
+async def settle(
+    session: AsyncSession, run: Run, unsafe: Collection[str]
+) -> tuple[RunStatus, str] | None:
+    """Lose or requeue a run whose lease expired: its new status and why.
+
+    ``unsafe``: its task types that are not safe to run again. ``None`` if its worker
+    renewed the lease meanwhile. Either way the entity is free for its next run.
+    """
+    move, to, why = states.after_expired_lease(run.status, run.attempt, unsafe)
+    final = to in states.FINAL
+    values = {"error": why, "lease_expires_at": None, "finished_at": utcnow() if final else None}
+    expired = Run.lease_expires_at < utcnow()
+    moved = await _move(
+        session, run.id, move, to, attempt=run.attempt, also=[expired], values=values
+    )
+    if moved is None:
+        return None
+    await _close_tasks(session, run.id, final)
+    return to, why
+
+
+async def cancel(session: AsyncSession, run_id: uuid.UUID) -> RunStatus | None:
+    """Cancel a queued run at once, or ask a running one to stop: its new status.
+
+    ``None`` if it is being cancelled already; ``IllegalMove`` if it has ended.
+    """
+    for to in (RunStatus.cancelled, RunStatus.cancelling):
+        values = {"finished_at": utcnow()} if to in states.FINAL else {}
+        if await _move(session, run_id, Move.cancel, to, values=values) is not None:
+            return to
+    current = await session.scalar(select(Run.status).where(Run.id == run_id))
+    if current is None:
+        raise NotFound(f"no run with id {run_id}")
+    if current != RunStatus.cancelling:
+        states.check(Move.cancel, current, RunStatus.cancelled)
+    return None
+
+
+# Task rows.
+
+
+async def record_task(
+    session: AsyncSession, run_id: uuid.UUID, position: int, status: str, at: datetime
+) -> None:
+    """A task's status, with when it started (running) or ended (anything else)."""
+    when = {"started_at": at} if status == TaskStatus.running else {"finished_at": at}
+    await session.execute(
+        update(RunTask)
+        .where(RunTask.run_id == run_id, RunTask.position == position)
+        .values(status=status, **when)
+    )
+
+
+async def _close_tasks(session: AsyncSession, run_id: uuid.UUID, final: bool) -> None:
+    """Tasks a settled run left unfinished: skipped, or pending again when requeued."""
+    unfinished = (TaskStatus.pending, TaskStatus.running)
+    await session.execute(
+        update(RunTask)
+        .where(RunTask.run_id == run_id, RunTask.status.in_(unfinished))
+        .values(status=TaskStatus.skipped if final else TaskStatus.pending)
+    )
+
+
+# The relay's writes: events fenced on the attempt, log lines in bulk.
+
+
+class EventFence(NamedTuple):
+    """What an event of the run is checked against."""
+
+    attempt: int
+    status: str
+    entity_id: uuid.UUID
+
+
+async def lock_for_events(
+    session: AsyncSession, run_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, EventFence]:
+    """The runs' attempts, after a write that locks their rows first, so that no claim
+    can change an attempt between the relay's check and its insert."""
+    await session.execute(update(Run).where(Run.id.in_(run_ids)).values(attempt=Run.attempt))
+    rows = await session.execute(
+        select(Run.id, Run.attempt, Run.status, Run.entity_id).where(Run.id.in_(run_ids))
+    )
+    return {row.id: EventFence(row.attempt, row.status, row.entity_id) for row in rows}
+
+
+async def insert_log_lines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Core bulk inserts in chunks; a line stored already (same run and seq) is skipped."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), INSERT_CHUNK):
+        statement = insert(RunLogLine).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+        await session.execute(statement, rows[start : start + INSERT_CHUNK])
+
+
+async def mark_log_complete(session: AsyncSession, run_ids: Collection[uuid.UUID]) -> None:
+    """Complete once every line 1..last the worker emitted is stored (none missing)."""
+    if not run_ids:
+        return
+    rows = await session.execute(
+        select(Run.id, Run.log_emitted).where(
+            Run.id.in_(run_ids), Run.log_emitted.is_not(None), Run.log_complete.is_(False)
+        )
+    )
+    for run_id, emitted in rows:
+        stored = await session.scalar(
+            select(func.count())
+            .select_from(RunLogLine)
+            .where(RunLogLine.run_id == run_id, RunLogLine.seq <= emitted)
+        )
+        if stored == emitted:
+            await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
 
 
 async def log_after(

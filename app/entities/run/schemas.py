@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.entities.run.models import RunStatus, TaskStatus
+from app.entities.run.states import RunStatus, TaskStatus
 from app.schemas import Schema
 
 
