@@ -104,3 +104,11 @@ async def dependents_by_target(
     for target_id, entity in await session.execute(query):
         found.setdefault(target_id, []).append(entity)
     return found
+
+
+async def team_of(session: AsyncSession, entity_id: uuid.UUID) -> uuid.UUID | None:
+    """The team that owns the entity; ``None`` if there is no such entity."""
+    found: uuid.UUID | None = await session.scalar(
+        select(Entity.team_id).where(Entity.id == entity_id)
+    )
+    return found
