@@ -11,6 +11,7 @@ Who is asking comes from the router's gate, which runs before these: the API rou
 # No ``from __future__ import annotations``: FastAPI reads these closures' annotations.
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -75,18 +76,22 @@ PathKind = Annotated[EntityKind, Depends(_kind_in_path)]
 """The entity kind whose plural the path's ``{plural}`` is (the pages serve every kind)."""
 
 
-def entity_access(role: Role, kind: EntityKind | None = None) -> Any:
-    """The entity of the path's ``entity_id``, of ``kind`` (or of the path's ``{plural}``),
-    which the one asking holds ``role`` on."""
-
-    def fixed() -> EntityKind:
-        assert kind is not None
+def _this(kind: EntityKind) -> Callable[[], EntityKind]:
+    def this_kind() -> EntityKind:
         return kind
+
+    return this_kind
+
+
+def entity_access(role: Role, kind: EntityKind | None = None) -> Any:
+    """The entity of the path's ``entity_id``, of ``kind`` (without one: of the path's
+    ``{plural}``), on which the one asking holds ``role``. The API's routers are one per
+    kind; the pages serve every kind from one route."""
 
     async def entity(
         session: SessionDep,
         principal: Asking,
-        of: Annotated[EntityKind, Depends(_kind_in_path if kind is None else fixed)],
+        of: Annotated[EntityKind, Depends(_kind_in_path if kind is None else _this(kind))],
         entity_id: uuid.UUID,
     ) -> Entity:
         return await visible_entity(session, principal, of, entity_id, role)
