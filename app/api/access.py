@@ -65,6 +65,15 @@ def _signed_in(request: Request) -> Principal:
 Asking = Annotated[Principal, Depends(_signed_in)]
 
 
+def _site_admin(principal: Asking) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+SiteAdmin = Annotated[Principal, Depends(_site_admin)]
+"""The one asking, who must be a site admin (403 otherwise): users, teams, the audit log."""
+
+
 def _kind_in_path(catalog: CatalogDep, plural: str) -> EntityKind:
     kind = catalog.by_plural(plural)
     if kind is None:

@@ -7,16 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.access import SiteAdmin
 from app.api.deps import Authenticated, Limit, Offset, PrincipalDep, SessionDep
-from app.dispatch import accounts
+from app.dispatch import accounts, views
 from app.entities.audit import repository as audit
 from app.entities.audit.schemas import AuditRead
-from app.entities.team import repository as teams
 from app.entities.team.schemas import MemberRead, MemberSet, TeamCreate, TeamRead
 from app.entities.token import repository as tokens
 from app.entities.token.schemas import TokenCreate, TokenCreated, TokenRead
 from app.entities.user import repository as users
-from app.entities.user.schemas import Me, TeamRole, UserCreate, UserRead
+from app.entities.user.schemas import Me, UserCreate, UserRead
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], dependencies=[Authenticated])
@@ -25,49 +25,28 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found"}}
 
 @router.get("/me", response_model=Me, summary="Who I am, and my teams")
 async def me(session: SessionDep, principal: PrincipalDep) -> Me:
-    user = await users.get_one(session, principal.user_id)
-    rows = await teams.teams_of(session, user.id)
-    mine = [TeamRole(team_id=tid, team=name, role=role) for tid, name, role in rows]
-    return Me(**UserRead.model_validate(user).model_dump(), teams=mine)
+    return await views.me(session, principal)
 
 
 @router.get("/users", response_model=list[UserRead], summary="Users (site admins)")
-async def list_users(session: SessionDep, principal: PrincipalDep) -> list[UserRead]:
-    principal.require_admin()
+async def list_users(session: SessionDep, admin: SiteAdmin) -> list[UserRead]:
     return [UserRead.model_validate(user) for user in await users.by_name(session)]
 
 
 @router.post("/users", response_model=UserRead, status_code=201, summary="Add a user (site admins)")
-async def create_user(session: SessionDep, principal: PrincipalDep, body: UserCreate) -> UserRead:
-    principal.require_admin()
-    user = await accounts.create_user(
-        session, principal, body.username, body.password, body.is_admin
-    )
+async def create_user(session: SessionDep, admin: SiteAdmin, body: UserCreate) -> UserRead:
+    user = await accounts.create_user(session, admin, body.username, body.password, body.is_admin)
     return UserRead.model_validate(user)
 
 
 @router.get("/teams", response_model=list[TeamRead], summary="Teams I can see, with members")
 async def list_teams(session: SessionDep, principal: PrincipalDep) -> list[TeamRead]:
-    found = await teams.listed(session, principal.visible_teams)
-    members = await teams.members_by_team(session, [team.id for team in found])
-    return [
-        TeamRead(
-            id=team.id,
-            name=team.name,
-            created_at=team.created_at,
-            members=[
-                MemberRead(user_id=user_id, username=username, role=role)
-                for user_id, username, role in members.get(team.id, [])
-            ],
-        )
-        for team in found
-    ]
+    return await views.team_list(session, principal)
 
 
 @router.post("/teams", response_model=TeamRead, status_code=201, summary="Add a team (site admins)")
-async def create_team(session: SessionDep, principal: PrincipalDep, body: TeamCreate) -> TeamRead:
-    principal.require_admin()
-    team = await accounts.create_team(session, principal, body.name)
+async def create_team(session: SessionDep, admin: SiteAdmin, body: TeamCreate) -> TeamRead:
+    team = await accounts.create_team(session, admin, body.name)
     return TeamRead(id=team.id, name=team.name, created_at=team.created_at)
 
 
@@ -79,13 +58,12 @@ async def create_team(session: SessionDep, principal: PrincipalDep, body: TeamCr
 )
 async def set_member(
     session: SessionDep,
-    principal: PrincipalDep,
+    admin: SiteAdmin,
     team_id: uuid.UUID,
     user_id: uuid.UUID,
     body: MemberSet,
 ) -> MemberRead:
-    principal.require_admin()
-    membership = await accounts.set_member(session, principal, team_id, user_id, body.role)
+    membership = await accounts.set_member(session, admin, team_id, user_id, body.role)
     user = await users.get_one(session, user_id)
     return MemberRead(user_id=user.id, username=user.username, role=membership.role)
 
@@ -97,10 +75,9 @@ async def set_member(
     summary="Remove a member (site admins)",
 )
 async def remove_member(
-    session: SessionDep, principal: PrincipalDep, team_id: uuid.UUID, user_id: uuid.UUID
+    session: SessionDep, admin: SiteAdmin, team_id: uuid.UUID, user_id: uuid.UUID
 ) -> Response:
-    principal.require_admin()
-    await accounts.remove_member(session, principal, team_id, user_id)
+    await accounts.remove_member(session, admin, team_id, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -138,12 +115,11 @@ async def revoke_token(
 @router.get("/audit", response_model=Page[AuditRead], summary="The audit log (site admins)")
 async def audit_log(
     session: SessionDep,
-    principal: PrincipalDep,
+    admin: SiteAdmin,
     action: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_.]+$")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[AuditRead]:
-    principal.require_admin()
     rows, total = await audit.page(session, action, limit, offset)
     items = [AuditRead.model_validate(row) for row in rows]
     return Page[AuditRead](items=items, total=total, limit=limit, offset=offset)

@@ -35,7 +35,7 @@ def _http_routes(app: FastAPI) -> set[tuple[str, str]]:
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     }
-    for route in pages.router.routes:
+    for route in [*pages.router.routes, *web.accounts.router.routes]:
         assert isinstance(route, APIRoute) and route.methods
         found |= {(method, route.path) for method in route.methods - {"HEAD"}}
     return found
