@@ -45,15 +45,13 @@ async def _sync_graphs(settings: Settings) -> int:
 
 
 async def _has_users(settings: Settings) -> bool:
-    from sqlalchemy import select
-
-    from app.db import create_engine
-    from app.entities.user.models import User
+    from app.db import create_engine, create_sessionmaker
+    from app.entities.user import repository as users
 
     engine = create_engine(settings.database_url)
     try:
-        async with engine.connect() as connection:
-            return (await connection.execute(select(User.id).limit(1))).first() is not None
+        async with create_sessionmaker(engine)() as session:
+            return await users.any_exists(session)
     finally:
         await engine.dispose()
 
@@ -153,12 +151,11 @@ def show_catalog() -> None:
 async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
     from datetime import timedelta
 
-    from sqlalchemy import select
-
     from app.db import create_engine, create_sessionmaker, session_scope
     from app.dispatch import accounts
-    from app.entities.team.models import Role, Team
-    from app.entities.user.models import User
+    from app.entities.team import repository as teams
+    from app.entities.team.models import Role
+    from app.entities.user import repository as users
     from app.errors import AegirError
 
     engine = create_engine(settings.database_url)
@@ -170,7 +167,7 @@ async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
                     session, actor, args.username, _password(args.password_stdin), args.admin
                 )
                 if args.team:
-                    team = await session.scalar(select(Team).where(Team.name == args.team))
+                    team = await teams.by_name(session, args.team)
                     if team is None:
                         team = await accounts.create_team(session, actor, args.team)
                     await accounts.set_member(session, actor, team.id, user.id, Role(args.role))
@@ -179,7 +176,7 @@ async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
                 await accounts.create_team(session, actor, args.name)
                 print(f"aegir: team {args.name} created", file=sys.stderr)
             elif args.command == "token":
-                owner = await session.scalar(select(User).where(User.username == args.username))
+                owner = await users.by_username(session, args.username)
                 if owner is None:
                     raise SystemExit(f"aegir: no user named {args.username}")
                 lifetime = timedelta(days=args.days)

@@ -24,6 +24,7 @@ from app.errors import install_handlers
 from app.redis import create_client
 from app.security.crypto import SecretBox
 from app.security.gate import AuthGate
+from app.state import AppState, app_state
 from app.web import router as dashboard
 
 
@@ -33,15 +34,15 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
+        state = app_state(app)
+        state.engine = create_engine(settings.database_url)
+        state.sessionmaker = create_sessionmaker(state.engine)
+        state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
         try:
             yield
         finally:
-            await app.state.redis.aclose()
-            await engine.dispose()
+            await state.redis.aclose()
+            await state.engine.dispose()
 
     app = FastAPI(
         title="Aegir",
@@ -62,9 +63,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         same_site="lax",
         https_only=settings.https,
     )
-    app.state.settings = settings
-    app.state.catalog = catalog
-    app.state.secret_box = SecretBox(settings.secret_key)
+    state = AppState()
+    state.settings = settings
+    state.catalog = catalog
+    state.secret_box = SecretBox(settings.secret_key)
+    app.state = state
     install_handlers(app)
     app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
     app.include_router(health.router)

@@ -1,4 +1,4 @@
-"""Dependency vocabulary shared by the routers."""
+"""Dependency vocabulary shared by the routers: the app's state, the session, who asks."""
 
 from __future__ import annotations
 
@@ -14,28 +14,38 @@ from app.db import session_scope
 from app.errors import Unauthorized
 from app.queue import QueueClient
 from app.security.auth import CSRF_HEADER, SAFE_METHODS, authenticate, check_csrf
+from app.security.crypto import SecretBox
 from app.security.principal import Principal
+from app.state import AppState, app_state
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+def _state(request: Request) -> AppState:
+    return app_state(request.app)
+
+
+StateDep = Annotated[AppState, Depends(_state)]
+
+
+async def _session(request: Request, state: StateDep) -> AsyncIterator[AsyncSession]:
     writes = request.method not in SAFE_METHODS
-    async with session_scope(request.app.state.sessionmaker, writes=writes) as session:
+    async with session_scope(state.sessionmaker, writes=writes) as session:
         yield session
 
 
-def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+def _catalog(state: StateDep) -> Catalog:
+    return state.catalog
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def _redis(request: Request) -> QueueClient:
-    redis: QueueClient = request.app.state.redis
-    return redis
+def _redis(state: StateDep) -> QueueClient:
+    return state.redis
+
+
+def _secret_box(state: StateDep) -> SecretBox:
+    return state.secret_box
 
 
 # scope="function": commit before the answer is sent, so that what a client was told
@@ -44,6 +54,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[QueueClient, Depends(_redis)]
+SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]
 
 
 async def _principal(request: Request, db: SessionDep) -> Principal:
@@ -65,6 +76,23 @@ async def _principal(request: Request, db: SessionDep) -> Principal:
 
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 Authenticated = Depends(_principal)
+
+
+class SignInRequired(Exception):
+    """Raised by the pages' gate; the page route class answers with a redirect."""
+
+
+async def _page_principal(request: Request, session: SessionDep) -> Principal:
+    """Every dashboard page's gate: a signed-in session (forms check their CSRF token)."""
+    principal = await authenticate(session, None, request.session)
+    if principal is None:
+        raise SignInRequired
+    request.state.principal = principal  # the layout shows who is signed in
+    return principal
+
+
+PageUser = Annotated[Principal, Depends(_page_principal)]
+SignedIn = Depends(_page_principal)
 
 
 def client_ip(request: Request) -> str | None:

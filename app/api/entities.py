@@ -1,14 +1,12 @@
 """One router per entity kind, typed from the kind's own models."""
 
-import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.access import entity_access
 from app.api.deps import (
     Authenticated,
-    CatalogDep,
     Limit,
     NameFilter,
     Offset,
@@ -28,7 +26,6 @@ from app.entities.operation import repository as operations
 from app.entities.operation.schemas import OperationSummary
 from app.entities.team.models import Role
 from app.schemas import Page
-from app.security.principal import Principal
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such entity"}}
 
@@ -41,6 +38,9 @@ def entity_router(kind: EntityKind) -> APIRouter:
     read: Any = read_model(kind, detail=False)
     detail: Any = read_model(kind, detail=True)
     label = kind.label.lower()
+    # This kind's entity of the path's id, which the one asking may see, or administer.
+    Viewed = Annotated[Entity, entity_access(Role.viewer, kind)]
+    Administered = Annotated[Entity, entity_access(Role.admin, kind)]
 
     @router.get("", response_model=Page[read], summary=f"List {kind.plural}")
     async def list_entities(
@@ -69,8 +69,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
     @router.get(
         "/{entity_id}", response_model=detail, responses=NOT_FOUND, summary=f"Get a {label}"
     )
-    async def get_entity(session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID) -> Any:
-        entity = await _visible(session, principal, kind, entity_id, Role.viewer)
+    async def get_entity(session: SessionDep, principal: PrincipalDep, entity: Viewed) -> Any:
         return await views.entity_detail(session, principal, kind, entity)
 
     @router.patch(
@@ -82,10 +81,10 @@ def entity_router(kind: EntityKind) -> APIRouter:
     async def update_entity(
         session: SessionDep,
         principal: PrincipalDep,
-        entity_id: uuid.UUID,
+        entity: Administered,
         body: EntityUpdate = Body(...),
     ) -> Any:
-        entity = await entity_service.update(session, principal, kind, entity_id, body)
+        entity = await entity_service.update(session, principal, kind, entity.id, body)
         return await views.entity_detail(session, principal, kind, entity)
 
     @router.delete(
@@ -95,9 +94,9 @@ def entity_router(kind: EntityKind) -> APIRouter:
         summary=f"Delete a {label} (its record; the delete operation removes it from servers)",
     )
     async def delete_entity(
-        session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID
+        session: SessionDep, principal: PrincipalDep, entity: Administered
     ) -> Response:
-        await entity_service.remove(session, principal, kind, entity_id)
+        await entity_service.remove(session, principal, kind, entity.id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get(
@@ -106,10 +105,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
         responses=NOT_FOUND,
         summary=f"Operations of a {label}",
     )
-    async def list_operations(
-        session: SessionDep, principal: PrincipalDep, entity_id: uuid.UUID
-    ) -> Any:
-        entity = await _visible(session, principal, kind, entity_id, Role.viewer)
+    async def list_operations(session: SessionDep, entity: Viewed) -> Any:
         ops = await operations.for_entity(session, entity.id)
         return await views.operation_summaries(session, kind, ops)
 
@@ -119,6 +115,8 @@ def entity_router(kind: EntityKind) -> APIRouter:
 
 
 def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> None:
+    Operated = Annotated[Entity, entity_access(Role.operator, kind)]
+
     @router.post(
         f"/{{entity_id}}/actions/{action.name}",
         response_model=action.result,
@@ -135,21 +133,10 @@ def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> No
     async def perform_action(
         session: SessionDep,
         principal: PrincipalDep,
-        catalog: CatalogDep,
         redis: RedisDep,
-        entity_id: uuid.UUID,
+        entity: Operated,
         request: Request,
     ) -> Any:
-        entity = await _visible(session, principal, kind, entity_id, Role.operator)
         record(session, principal, f"action.{action.name}", target_kind=kind.name,
                target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
-        return await actions.perform(session, redis, kind, entity_id, action)
-
-
-async def _visible(
-    session: AsyncSession, principal: Principal, kind: EntityKind, entity_id: uuid.UUID, role: Role
-) -> Entity:
-    """The entity, if this user may see it (404 otherwise) and has ``role`` (403 otherwise)."""
-    entity = await entities.get(session, entity_id, kind.name)
-    principal.require(entity.team_id, role, f"{kind.name} with id {entity_id}")
-    return entity
+        return await actions.perform(session, redis, kind, entity.id, action)

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.deps import StateDep
+from app.queue import QueueClient
 
 router = APIRouter(tags=["health"])
 
@@ -23,12 +27,11 @@ async def healthz() -> dict[str, str]:
     openapi_extra=PUBLIC,
     responses={503: {"description": "The database or Redis does not answer"}},
 )
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
+async def readyz(state: StateDep) -> JSONResponse:
     timeout = state.settings.redis_timeout.total_seconds()
     checks = {
-        "database": await _database(request, timeout),
-        "redis": await _redis(request, timeout),
+        "database": await _database(state.engine, timeout),
+        "redis": await _redis(state.redis, timeout),
     }
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
@@ -37,19 +40,19 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-async def _database(request: Request, seconds: float) -> str:
+async def _database(engine: AsyncEngine, seconds: float) -> str:
     try:
-        async with asyncio.timeout(seconds * 3), request.app.state.engine.connect() as conn:
+        async with asyncio.timeout(seconds * 3), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as error:  # any failure means "not ready", and says why
         return f"error: {type(error).__name__}"
     return "ok"
 
 
-async def _redis(request: Request, seconds: float) -> str:
+async def _redis(redis: QueueClient, seconds: float) -> str:
     try:
         async with asyncio.timeout(seconds):
-            await request.app.state.redis.ping()
+            await redis.ping()
     except Exception as error:
         return f"error: {type(error).__name__}"
     return "ok"

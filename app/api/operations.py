@@ -1,23 +1,21 @@
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Request, status
 
+from app.api.access import OperationRun, OperationView
 from app.api.deps import (
     Authenticated,
     CatalogDep,
     PrincipalDep,
     RedisDep,
+    SecretBoxDep,
     SessionDep,
     client_ip,
 )
 from app.dispatch import runs as run_service
 from app.dispatch import views
-from app.entities.operation import repository as operations
 from app.entities.operation.schemas import OperationRead
 from app.entities.run.schemas import RunCreate, RunRead
-from app.entities.team.models import Role
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"], dependencies=[Authenticated])
 
@@ -29,10 +27,8 @@ router = APIRouter(prefix="/api/v1/operations", tags=["operations"], dependencie
     summary="An operation with its tasks' current values",
 )
 async def get_operation(
-    session: SessionDep, principal: PrincipalDep, catalog: CatalogDep, operation_id: uuid.UUID
+    session: SessionDep, catalog: CatalogDep, operation: OperationView
 ) -> OperationRead:
-    operation = await operations.get(session, operation_id)
-    principal.require(operation.entity.team_id, Role.viewer, f"operation with id {operation_id}")
     return await views.operation_detail(session, catalog, operation)
 
 
@@ -55,12 +51,13 @@ async def create_run(
     principal: PrincipalDep,
     catalog: CatalogDep,
     redis: RedisDep,
-    operation_id: uuid.UUID,
+    box: SecretBoxDep,
+    operation: OperationRun,
     body: RunCreate,
     request: Request,
 ) -> RunRead:
-    box = request.app.state.secret_box
+    ip = client_ip(request)
     run = await run_service.request(
-        session, catalog, redis, box, principal, operation_id, body.values, client_ip(request)
+        session, catalog, redis, box, principal, operation.id, body.values, ip
     )
     return RunRead.model_validate(run)

@@ -1,31 +1,19 @@
-"""Sign-in, sign-out, tokens, the audit log, and the API documentation (signed-in only)."""
+"""Sign-in, sign-out, and the API documentation (signed-in only)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Authenticated, PrincipalDep, SessionDep, SettingsDep, client_ip
-from app.db import utcnow
 from app.dispatch import accounts
 from app.dispatch.audit import record
-from app.entities.audit.models import AuditEvent
-from app.entities.token.models import ApiToken
-from app.entities.token.schemas import TokenCreate
-from app.entities.user.models import User
 from app.errors import Forbidden
 from app.security.auth import authenticate, check_csrf, csrf_token
-from app.security.passwords import verify_password
-from app.security.principal import Principal
 from app.web._render import render
 
 router = APIRouter(include_in_schema=False)
@@ -54,42 +42,17 @@ async def login_submit(
         check_csrf(request.session, csrf)
     except Forbidden as error:
         return _form(request, username, error.message, 403)
-    user = await session.scalar(select(User).where(User.username == username))
-    now = utcnow()
-    ip = client_ip(request)
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        record(session, username, "login.locked", target_kind="user", target_id=user.id, ip=ip)
-        return _form(request, username, _locked(user.locked_until, now), 429)
-    valid = await verify_password(user.password_hash if user else None, password)
-    if user is None or not valid:
-        failures = _count_failure(user, settings.login_max_failures, settings.login_lockout, now)
-        record(session, username, "login.failed", target_kind="user", ip=ip)
+    outcome = await accounts.sign_in(session, settings, username, password, client_ip(request))
+    if isinstance(outcome, accounts.SignInRefused):
+        # The failure is counted and recorded now, not after the wait: the wait must
+        # not hold the database's write lock.
         await session.commit()
-        # Each failure in a row answers more slowly; past the limit the account waits.
-        await asyncio.sleep(min(0.1 * 2 ** max(failures - 1, 0), 2.0))
-        return _form(request, username, "Wrong user name or password.", 401)
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-    record(session, username, "login", target_kind="user", target_id=user.id, ip=ip)
+        await asyncio.sleep(outcome.wait)
+        return _form(request, username, outcome.message, outcome.status_code)
     request.session.clear()
-    request.session["uid"] = str(user.id)
+    request.session["uid"] = str(outcome.id)
     csrf_token(request.session)  # a fresh one for the signed-in session
     return RedirectResponse(request.url_for("home"), status_code=303)
-
-
-def _count_failure(user: User | None, limit: int, lockout: Any, now: datetime) -> int:
-    if user is None:
-        return 1
-    user.failed_logins += 1
-    failures = user.failed_logins
-    if failures >= limit:
-        user.locked_until = now + lockout
-        user.failed_logins = 0
-    return failures
-
-
-def _locked(until: datetime, now: datetime) -> str:
-    minutes = max(1, round((until - now).total_seconds() / 60))
-    return f"Too many failed sign-ins: this account is locked for about {minutes} more minute(s)."
 
 
 @router.post("/logout", name="logout")
@@ -104,86 +67,6 @@ async def logout(
         record(session, principal, "logout", target_kind="user", target_id=principal.user_id)
     request.session.clear()
     return RedirectResponse(request.url_for("login_form"), status_code=303)
-
-
-async def _signed_in(request: Request, session: AsyncSession) -> Principal | Response:
-    principal = await authenticate(session, None, request.session)
-    if principal is None:
-        return RedirectResponse(request.url_for("login_form"), status_code=303)
-    request.state.principal = principal  # the layout shows who is signed in
-    return principal
-
-
-@router.get("/tokens", name="tokens_page")
-async def tokens_page(request: Request, session: SessionDep) -> Response:
-    principal = await _signed_in(request, session)
-    if isinstance(principal, Response):
-        return principal
-    return await _tokens(request, session, principal, None, None, 200)
-
-
-async def _tokens(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    created: str | None,
-    error: str | None,
-    status_code: int,
-) -> Response:
-    rows = await session.scalars(
-        select(ApiToken).where(ApiToken.user_id == principal.user_id).order_by(ApiToken.created_at)
-    )
-    context = {"tokens": list(rows), "created": created, "error": error, "now": utcnow()}
-    return render(request, "tokens.html", context, status_code)
-
-
-@router.post("/tokens", name="tokens_create")
-async def tokens_create(
-    request: Request,
-    session: SessionDep,
-    # Optional here, checked below: an anonymous request is sent to sign in, not told why.
-    name: Annotated[str, Form(max_length=1000)] = "",
-    days: Annotated[str, Form(max_length=10)] = "90",
-    csrf: Annotated[str, Form(alias="csrf_token", max_length=100)] = "",
-) -> Response:
-    principal = await _signed_in(request, session)
-    if isinstance(principal, Response):
-        return principal
-    check_csrf(request.session, csrf)
-    try:
-        body = TokenCreate.model_validate({"name": name, "expires_in_days": days})
-    except ValidationError as error:
-        message = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
-        return await _tokens(request, session, principal, None, message, 422)
-    _row, token = await accounts.create_own_token(
-        session, principal, body.name, body.expires_in_days
-    )
-    return await _tokens(request, session, principal, token, None, 201)
-
-
-@router.post("/tokens/{token_id}/revoke", name="tokens_revoke")
-async def tokens_revoke(
-    request: Request,
-    session: SessionDep,
-    token_id: uuid.UUID,
-    csrf: Annotated[str, Form(alias="csrf_token", max_length=100)] = "",
-) -> Response:
-    principal = await _signed_in(request, session)
-    if isinstance(principal, Response):
-        return principal
-    check_csrf(request.session, csrf)
-    await accounts.revoke_token(session, principal, token_id)
-    return RedirectResponse(request.url_for("tokens_page"), status_code=303)
-
-
-@router.get("/audit", name="audit_page")
-async def audit_page(request: Request, session: SessionDep) -> Response:
-    principal = await _signed_in(request, session)
-    if isinstance(principal, Response):
-        return principal
-    principal.require_admin()
-    events = await session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500))
-    return render(request, "audit.html", {"events": list(events)})
 
 
 @router.get("/openapi.json", name="openapi_document", dependencies=[Authenticated])

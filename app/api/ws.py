@@ -18,18 +18,19 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entities.entity.models import Entity
+from app.api.access import visible_run
+from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
 from app.events import STATUS_CHANNEL, run_channel
+from app.queue import QueueClient
 from app.security.auth import authenticate
 from app.security.principal import Principal
+from app.state import app_state
 
 router = APIRouter()
 
@@ -47,11 +48,8 @@ async def run_log(websocket: WebSocket, run_id: uuid.UUID, after: int = 0) -> No
     if principal is None:
         return
     try:
-        async with websocket.app.state.sessionmaker() as session:
-            run = await runs.get(session, run_id)
-            principal.require(
-                await runs.team_of(session, run), Role.viewer, f"run with id {run_id}"
-            )
+        async with app_state(websocket.app).sessionmaker() as session:
+            await visible_run(session, principal, run_id, Role.viewer)
         await _RunTail(websocket, run_id, max(after, 0)).serve()
     except NotFound:
         await websocket.close(code=4404, reason=f"no run with id {run_id}")
@@ -66,7 +64,7 @@ async def run_events(websocket: WebSocket) -> None:
     principal = await _admit(websocket)
     if principal is None:
         return
-    feed = _Feed(websocket.app.state.redis, STATUS_CHANNEL)
+    feed = _Feed(app_state(websocket.app).redis, STATUS_CHANNEL)
     teams: dict[str, uuid.UUID | None] = {}
     try:
         async with feed:
@@ -84,7 +82,7 @@ async def run_events(websocket: WebSocket) -> None:
 
 async def _admit(websocket: WebSocket) -> Principal | None:
     """Token or session; a session must come from a page of ours (no cross-site hijack)."""
-    async with websocket.app.state.sessionmaker() as session:
+    async with app_state(websocket.app).sessionmaker() as session:
         try:
             principal = await authenticate(
                 session, websocket.headers.get("authorization"), websocket.session
@@ -116,13 +114,13 @@ async def _may_see(
         return True
     entity = str(message.get("entity"))
     if entity not in teams:
-        async with websocket.app.state.sessionmaker() as session:
-            try:
-                teams[entity] = await session.scalar(
-                    select(Entity.team_id).where(Entity.id == uuid.UUID(entity))
-                )
-            except ValueError:
-                teams[entity] = None
+        try:
+            entity_id = uuid.UUID(entity)
+        except ValueError:
+            teams[entity] = None
+        else:
+            async with app_state(websocket.app).sessionmaker() as session:
+                teams[entity] = await entities.team_of(session, entity_id)
     team = teams[entity]
     return team is not None and principal.can(team, Role.viewer)
 
@@ -130,7 +128,7 @@ async def _may_see(
 class _Feed:
     """One pub/sub subscription feeding a bounded queue; overflow is flagged, not blocked."""
 
-    def __init__(self, redis: Any, channel: str) -> None:
+    def __init__(self, redis: QueueClient, channel: str) -> None:
         self.redis = redis
         self.channel = channel
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_BUFFER)
@@ -186,8 +184,9 @@ class _RunTail:
         self.websocket = websocket
         self.run_id = run_id
         self.last = after
-        self.sessionmaker: async_sessionmaker[AsyncSession] = websocket.app.state.sessionmaker
-        self.redis = websocket.app.state.redis
+        state = app_state(websocket.app)
+        self.sessionmaker = state.sessionmaker
+        self.redis = state.redis
 
     async def serve(self) -> None:
         await self._run()  # 404 before subscribing

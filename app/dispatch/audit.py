@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.entities.audit import repository as audit
 from app.entities.audit.models import AuditEvent
 from app.security.principal import Principal
 
@@ -26,7 +27,8 @@ def record(
         actor_id, actor_name = actor.user_id, actor.username
     else:
         actor_id, actor_name = None, actor[:64]
-    session.add(
+    audit.add(
+        session,
         AuditEvent(
             actor_id=actor_id,
             actor=actor_name,
@@ -36,5 +38,5 @@ def record(
             team_id=team_id,
             ip=ip,
             detail={key: str(value) for key, value in detail.items()},
-        )
+        ),
     )

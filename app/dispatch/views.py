@@ -19,6 +19,10 @@ from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.schemas import RunSummary
 from app.entities.task.schemas import TaskInstanceRead
+from app.entities.team import repository as teams
+from app.entities.team.schemas import MemberRead, TeamRead
+from app.entities.user import repository as users
+from app.entities.user.schemas import Me, TeamRole, UserRead
 from app.security.principal import Principal
 
 
@@ -115,3 +119,29 @@ async def operation_detail(session: AsyncSession, catalog: Catalog, op: Operatio
         entity_name=op.entity.name,
         tasks=tasks,
     )
+
+
+async def me(session: AsyncSession, principal: Principal) -> Me:
+    """The signed-in user, with their role in each of their teams."""
+    user = await users.get_one(session, principal.user_id)
+    rows = await teams.teams_of(session, user.id)
+    mine = [TeamRole(team_id=team_id, team=name, role=role) for team_id, name, role in rows]
+    return Me(**UserRead.model_validate(user).model_dump(), teams=mine)
+
+
+async def team_list(session: AsyncSession, principal: Principal) -> list[TeamRead]:
+    """The teams this user may see, each with its members."""
+    found = await teams.listed(session, principal.visible_teams)
+    members = await teams.members_by_team(session, [team.id for team in found])
+    return [
+        TeamRead(
+            id=team.id,
+            name=team.name,
+            created_at=team.created_at,
+            members=[
+                MemberRead(user_id=user_id, username=username, role=role)
+                for user_id, username, role in members.get(team.id, [])
+            ],
+        )
+        for team in found
+    ]

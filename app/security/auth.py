@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.entities.team.models import Membership, Role
-from app.entities.token.models import ApiToken
+from app.entities.team import repository as teams
+from app.entities.token import repository as tokens
+from app.entities.user import repository as users
 from app.entities.user.models import User
 from app.errors import Forbidden, Unauthorized
 from app.security.principal import Principal
@@ -29,7 +29,7 @@ TOUCH = "touch_token"
 
 async def touch_token(db: AsyncSession, token_id: uuid.UUID) -> None:
     """Note a token's last use (at most once a minute)."""
-    await db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+    await tokens.mark_used(db, token_id, utcnow())
 
 
 def csrf_token(session: dict[str, Any]) -> str:
@@ -56,7 +56,7 @@ async def authenticate(
     if not isinstance(user_id, str):
         return None
     try:
-        user = await db.get(User, uuid.UUID(user_id))
+        user = await users.get(db, uuid.UUID(user_id))
     except ValueError:
         return None
     return await principal_for(db, user, "session") if user is not None else None
@@ -66,21 +66,16 @@ async def _from_token(db: AsyncSession, authorization: str) -> Principal:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("send the token as: Authorization: Bearer <token>")
-    token = await db.scalar(
-        select(ApiToken).where(ApiToken.token_hash == token_hash(value.strip()))
-    )
+    token = await tokens.by_hash(db, token_hash(value.strip()))
     now = utcnow()
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise Unauthorized("this token is not valid: unknown, revoked or expired")
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH:
         db.info[TOUCH] = token.id  # recorded by the caller, in a writing transaction
-    user = await db.get_one(User, token.user_id)
+    user = await users.get_one(db, token.user_id)
     return await principal_for(db, user, "token")
 
 
 async def principal_for(db: AsyncSession, user: User, via: Any) -> Principal:
-    rows = await db.execute(
-        select(Membership.team_id, Membership.role).where(Membership.user_id == user.id)
-    )
-    roles = {team_id: Role(role) for team_id, role in rows}
+    roles = await teams.roles_of(db, user.id)
     return Principal(user.id, user.username, user.is_admin, roles, via)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,11 +26,12 @@ from app.security.auth import (
     check_csrf,
     touch_token,
 )
+from app.state import app_state
 
 logger = logging.getLogger(__name__)
 
 
-async def _touch(sessionmaker: Any, token_id: uuid.UUID) -> None:
+async def _touch(sessionmaker: async_sessionmaker[AsyncSession], token_id: uuid.UUID) -> None:
     try:
         async with session_scope(sessionmaker) as db:
             await touch_token(db, token_id)
@@ -49,7 +50,7 @@ class AuthGate:
             return
         request = Request(scope)
         try:
-            sessionmaker = scope["app"].state.sessionmaker
+            sessionmaker = app_state(scope["app"]).sessionmaker
             async with sessionmaker() as db:
                 principal = await authenticate(
                     db, request.headers.get("authorization"), scope.get("session", {})

@@ -1,8 +1,7 @@
-"""What every dashboard page shares: templates, sign-in, CSRF, errors as pages."""
+"""What every dashboard page shares: templates, CSRF, errors as pages."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Annotated, Any
@@ -14,14 +13,15 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from app.api.deps import SessionDep
+from app.api.deps import PageUser, SignInRequired
 from app.config import PROJECT_ROOT
 from app.db import utcnow
 from app.entities.run.states import FINAL
 from app.entities.team.models import Role
-from app.errors import AegirError, NotFound
-from app.security.auth import CSRF_FIELD, CSRF_HEADER, authenticate, check_csrf, csrf_token
+from app.errors import AegirError
+from app.security.auth import CSRF_FIELD, CSRF_HEADER, check_csrf, csrf_token
 from app.security.principal import Principal
+from app.state import app_state
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 templates.env.globals["FINAL_STATUSES"] = {str(status) for status in FINAL}
@@ -46,10 +46,6 @@ def _duration(run: Any) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["duration"] = _duration
-
-
-class SignInRequired(Exception):
-    """Raised by the page dependency; the page route class answers with a redirect."""
 
 
 class PageRoute(APIRoute):
@@ -100,24 +96,13 @@ def render(
     full = {
         "principal": principal if isinstance(principal, Principal) else None,
         "csrf": csrf_token(request.session),
-        "kinds": list(request.app.state.catalog.kinds.values()),
+        "kinds": list(app_state(request.app).catalog.kinds.values()),
         **context,
     }
     response: HTMLResponse = templates.TemplateResponse(
         request, template, full, status_code=status_code
     )
     return response
-
-
-async def _page_principal(request: Request, session: SessionDep) -> Principal:
-    principal = await authenticate(session, None, request.session)
-    if principal is None:
-        raise SignInRequired
-    request.state.principal = principal
-    return principal
-
-
-PageUser = Annotated[Principal, Depends(_page_principal)]
 
 
 async def _checked_form(request: Request, principal: PageUser) -> FormData:
@@ -129,9 +114,3 @@ async def _checked_form(request: Request, principal: PageUser) -> FormData:
 
 
 CheckedForm = Annotated[FormData, Depends(_checked_form)]
-
-
-def visible(principal: Principal, team_id: uuid.UUID, what: str) -> None:
-    """404 for what another team owns, exactly as the API answers."""
-    if not principal.can(team_id, Role.viewer):
-        raise NotFound(f"no {what}")

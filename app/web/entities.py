@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import CatalogDep, RedisDep, SessionDep, client_ip
-from app.catalog.registry import Catalog
+from app.api.access import EntityAdmin, EntityOperate, EntityView, PathKind
+from app.api.deps import CatalogDep, PageUser, RedisDep, SessionDep, SignedIn, client_ip
 from app.catalog.types import EntityKind
 from app.dispatch import actions, views
 from app.dispatch import entities as entity_service
@@ -22,13 +22,12 @@ from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.entity.schemas import EntityUpdate, create_model_for
 from app.entities.run import repository as runs
-from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web import forms
-from app.web._render import CheckedForm, PageRoute, PageUser, is_htmx, redirect, render
+from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
-router = APIRouter(include_in_schema=False, route_class=PageRoute)
+router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
 PAGE_SIZE = 25
 CHOICES = 500  # entities offered in a reference select
@@ -36,32 +35,15 @@ Search = Annotated[str, Query(max_length=253)]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
-def kind_of(catalog: Catalog, plural: str) -> EntityKind:
-    kind = catalog.by_plural(plural)
-    if kind is None:
-        raise NotFound(f"there is no page {plural}")
-    return kind
-
-
-async def _entity(
-    session: AsyncSession, principal: Principal, kind: EntityKind, entity_id: uuid.UUID, role: Role
-) -> Entity:
-    entity = await entities.get(session, entity_id, kind.name)
-    principal.require(entity.team_id, role, f"{kind.name} with id {entity_id}")
-    return entity
-
-
 @router.get("/{plural}", name="entity_list")
 async def entity_list(
     request: Request,
     session: SessionDep,
     principal: PageUser,
-    catalog: CatalogDep,
-    plural: str,
+    kind: PathKind,
     name: Search = "",
     page: PageNumber = 1,
 ) -> Response:
-    kind = kind_of(catalog, plural)
     offset = (page - 1) * PAGE_SIZE
     teams = principal.visible_teams
     rows, total = await entities.page(session, kind.name, name, PAGE_SIZE, offset, teams)
@@ -158,9 +140,8 @@ async def _create_form(
 
 @router.get("/{plural}/new", name="entity_new")
 async def entity_new(
-    request: Request, session: SessionDep, principal: PageUser, catalog: CatalogDep, plural: str
+    request: Request, session: SessionDep, principal: PageUser, kind: PathKind
 ) -> Response:
-    kind = kind_of(catalog, plural)
     form = await _create_form(session, principal, kind)
     return render(request, "entities/new.html", form)
 
@@ -170,11 +151,9 @@ async def entity_create(
     request: Request,
     session: SessionDep,
     principal: PageUser,
-    catalog: CatalogDep,
-    plural: str,
     posted: CheckedForm,
+    kind: PathKind,
 ) -> Response:
-    kind = kind_of(catalog, plural)
     form = await _create_form(session, principal, kind)
     every = [form["name"], form["team"], *form["fields"], *form["references"]]
     try:
@@ -238,11 +217,9 @@ async def entity_page(
     session: SessionDep,
     principal: PageUser,
     catalog: CatalogDep,
-    plural: str,
-    entity_id: uuid.UUID,
+    kind: PathKind,
+    entity: EntityView,
 ) -> Response:
-    kind = kind_of(catalog, plural)
-    entity = await _entity(session, principal, kind, entity_id, Role.viewer)
     detail = await views.entity_detail(session, principal, kind, entity)
     history, total = await runs.page(
         session, entity_id=entity.id, operation_id=None, status=None, limit=20, offset=0,
@@ -281,15 +258,8 @@ async def _edit_form(
 
 @router.get("/{plural}/{entity_id}/edit", name="entity_edit")
 async def entity_edit(
-    request: Request,
-    session: SessionDep,
-    principal: PageUser,
-    catalog: CatalogDep,
-    plural: str,
-    entity_id: uuid.UUID,
+    request: Request, session: SessionDep, principal: PageUser, kind: PathKind, entity: EntityAdmin
 ) -> Response:
-    kind = kind_of(catalog, plural)
-    entity = await _entity(session, principal, kind, entity_id, Role.admin)
     return render(request, "entities/edit.html", await _edit_form(session, principal, kind, entity))
 
 
@@ -298,13 +268,11 @@ async def entity_update(
     request: Request,
     session: SessionDep,
     principal: PageUser,
-    catalog: CatalogDep,
-    plural: str,
-    entity_id: uuid.UUID,
     posted: CheckedForm,
+    kind: PathKind,
+    entity: EntityAdmin,
 ) -> Response:
-    kind = kind_of(catalog, plural)
-    entity = await _entity(session, principal, kind, entity_id, Role.admin)
+    entity_id = entity.id  # kept: a failed change rolls back, which expires the row
     form = await _edit_form(session, principal, kind, entity)
     every = [form["name"], *form["fields"], *form["references"]]
     try:
@@ -326,7 +294,7 @@ async def entity_update(
     except ValueError:
         raise NotFound("no such reference") from None
     return redirect(
-        request, str(request.url_for("entity_page", plural=plural, entity_id=entity_id))
+        request, str(request.url_for("entity_page", plural=kind.plural, entity_id=entity_id))
     )
 
 
@@ -335,17 +303,14 @@ async def entity_delete(
     request: Request,
     session: SessionDep,
     principal: PageUser,
-    catalog: CatalogDep,
-    plural: str,
-    entity_id: uuid.UUID,
     posted: CheckedForm,
+    kind: PathKind,
+    entity: EntityAdmin,
 ) -> Response:
-    kind = kind_of(catalog, plural)
-    entity = await _entity(session, principal, kind, entity_id, Role.admin)
     if posted.get("confirm") != entity.name:
         raise InvalidInput.field(["confirm"], f"type {entity.name} to confirm")
-    await entity_service.remove(session, principal, kind, entity_id)
-    return redirect(request, str(request.url_for("entity_list", plural=plural)))
+    await entity_service.remove(session, principal, kind, entity.id)
+    return redirect(request, str(request.url_for("entity_list", plural=kind.plural)))
 
 
 @router.post("/{plural}/{entity_id}/actions/{action_name}", name="entity_action")
@@ -353,22 +318,19 @@ async def entity_action(
     request: Request,
     session: SessionDep,
     principal: PageUser,
-    catalog: CatalogDep,
     redis: RedisDep,
-    plural: str,
-    entity_id: uuid.UUID,
-    action_name: str,
     posted: CheckedForm,
+    kind: PathKind,
+    entity: EntityOperate,
+    action_name: str,
 ) -> Response:
     """Run the action within the click; a link in its answer is where the browser goes."""
-    kind = kind_of(catalog, plural)
     action = kind.actions.get(action_name)
     if action is None:
         raise NotFound(f"a {kind.name} has no action {action_name}")
-    entity = await _entity(session, principal, kind, entity_id, Role.operator)
     record(session, principal, f"action.{action.name}", target_kind=kind.name,
            target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
-    result = await actions.perform(session, redis, kind, entity_id, action)
+    result = await actions.perform(session, redis, kind, entity.id, action)
     answer = result.model_dump(mode="json")
     if isinstance(answer.get("url"), str):
         return redirect(request, answer["url"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.deps import CatalogDep, SessionDep
+from app.api.deps import CatalogDep, PageUser, SessionDep, SignedIn
 from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.states import RunStatus
-from app.web._render import PageRoute, PageUser, is_htmx, render
+from app.web._render import PageRoute, is_htmx, render
 
-router = APIRouter(include_in_schema=False, route_class=PageRoute)
+router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
 FIRST_STEPS = ("server", "platform", "site")
 

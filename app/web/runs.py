@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import CatalogDep, RedisDep, SessionDep, client_ip
+from app.api.access import OperationRun, RunOperate, RunView
+from app.api.deps import (
+    CatalogDep,
+    PageUser,
+    RedisDep,
+    SecretBoxDep,
+    SessionDep,
+    SignedIn,
+    StateDep,
+    client_ip,
+)
 from app.catalog.registry import Catalog
-from app.catalog.types import EntityKind, OperationType
 from app.dispatch import runs as run_service
 from app.dispatch import views
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
-from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
@@ -26,24 +33,15 @@ from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
 from app.security.principal import Principal
 from app.web import forms
-from app.web._render import CheckedForm, PageRoute, PageUser, is_htmx, redirect, render
+from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
-router = APIRouter(include_in_schema=False, route_class=PageRoute)
+router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
 PAGE_SIZE = 50
 LOG_PAGE = 5000
 CHOICES = 500
 StatusFilter = Annotated[RunStatus | None, Query()]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
-
-
-async def _operation(
-    session: AsyncSession, principal: Principal, catalog: Catalog, operation_id: uuid.UUID
-) -> tuple[Operation, EntityKind, OperationType]:
-    operation = await operations.get(session, operation_id)
-    principal.require(operation.entity.team_id, Role.viewer, f"operation with id {operation_id}")
-    kind, op_type = run_service.operation_type(catalog, operation)
-    return operation, kind, op_type
 
 
 async def _choices(session: AsyncSession, entity: Entity, kind: str) -> list[tuple[str, str]]:
@@ -54,14 +52,10 @@ async def _choices(session: AsyncSession, entity: Entity, kind: str) -> list[tup
 
 
 async def _run_form(
-    session: AsyncSession,
-    principal: Principal,
-    catalog: Catalog,
-    operation: Operation,
-    kind: EntityKind,
-    op_type: OperationType,
+    session: AsyncSession, catalog: Catalog, operation: Operation
 ) -> dict[str, Any]:
     """One group of inputs per task, pre-filled with the task's current values."""
+    kind, op_type = run_service.operation_type(catalog, operation)
     detail = await views.operation_detail(session, catalog, operation)
     shown = {task.key: task for task in detail.tasks}
     groups = []
@@ -106,13 +100,10 @@ async def _run_form(
 async def run_form(
     request: Request,
     session: SessionDep,
-    principal: PageUser,
     catalog: CatalogDep,
-    operation_id: uuid.UUID,
+    operation: OperationRun,
 ) -> Response:
-    operation, kind, op_type = await _operation(session, principal, catalog, operation_id)
-    principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation_id}")
-    form = await _run_form(session, principal, catalog, operation, kind, op_type)
+    form = await _run_form(session, catalog, operation)
     return render(request, "runs/form.html", form)
 
 
@@ -123,20 +114,18 @@ async def run_submit(
     principal: PageUser,
     catalog: CatalogDep,
     redis: RedisDep,
-    operation_id: uuid.UUID,
+    box: SecretBoxDep,
     posted: CheckedForm,
+    operation: OperationRun,
 ) -> Response:
-    operation, kind, op_type = await _operation(session, principal, catalog, operation_id)
-    principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation_id}")
-    form = await _run_form(session, principal, catalog, operation, kind, op_type)
+    form = await _run_form(session, catalog, operation)
     values, errors = _read_values(posted, form)
     if form["confirm"] is not None and posted.get("confirm") != operation.entity.name:
         errors["confirm"] = f"type {operation.entity.name} exactly, to confirm"
     if not errors:
         try:
-            box = request.app.state.secret_box
             run = await run_service.request(
-                session, catalog, redis, box, principal, operation_id, values, client_ip(request)
+                session, catalog, redis, box, principal, operation.id, values, client_ip(request)
             )
         except InvalidInput as error:
             errors = {forms.error_name(e["loc"], 2): e["msg"] for e in reversed(error.errors)}
@@ -177,12 +166,6 @@ def _show_errors(posted: Any, form: dict[str, Any], errors: dict[str, str]) -> N
     form["general"] = list(left.values())
 
 
-async def _visible_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> Run:
-    run = await runs.get(session, run_id)
-    principal.require(await runs.team_of(session, run), Role.viewer, f"run with id {run_id}")
-    return run
-
-
 async def _run_context(
     session: AsyncSession, principal: Principal, catalog: Catalog, run: Run
 ) -> dict[str, Any]:
@@ -205,9 +188,8 @@ async def run_page(
     session: SessionDep,
     principal: PageUser,
     catalog: CatalogDep,
-    run_id: uuid.UUID,
+    run: RunView,
 ) -> Response:
-    run = await _visible_run(session, principal, run_id)
     context = await _run_context(session, principal, catalog, run)
     return render(request, "runs/show.html", context)
 
@@ -218,9 +200,8 @@ async def run_summary(
     session: SessionDep,
     principal: PageUser,
     catalog: CatalogDep,
-    run_id: uuid.UUID,
+    run: RunView,
 ) -> Response:
-    run = await _visible_run(session, principal, run_id)
     context = await _run_context(session, principal, catalog, run)
     return render(request, "runs/_summary.html", {**context, "fragment": True})
 
@@ -232,23 +213,20 @@ async def run_cancel(
     principal: PageUser,
     catalog: CatalogDep,
     redis: RedisDep,
-    run_id: uuid.UUID,
     posted: CheckedForm,
+    run: RunOperate,
 ) -> Response:
-    run = await run_service.cancel(session, redis, principal, run_id, client_ip(request))
+    run = await run_service.cancel(session, redis, principal, run.id, client_ip(request))
     if not is_htmx(request):
-        return redirect(request, str(request.url_for("run_page", run_id=run_id)))
+        return redirect(request, str(request.url_for("run_page", run_id=run.id)))
     context = await _run_context(session, principal, catalog, run)
     return render(request, "runs/_summary.html", {**context, "fragment": True})
 
 
 @router.get("/runs/{run_id}/log.txt", name="run_log_text")
-async def run_log_text(
-    request: Request, session: SessionDep, principal: PageUser, run_id: uuid.UUID
-) -> Response:
+async def run_log_text(state: StateDep, run: RunView) -> Response:
     """The whole log as plain text, read page by page as it is sent."""
-    await _visible_run(session, principal, run_id)
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    run_id, maker = run.id, state.sessionmaker
 
     async def lines() -> AsyncIterator[str]:
         after = 0

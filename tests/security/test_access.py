@@ -8,12 +8,16 @@ import uuid
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import WebSocketRoute
 
-from app.api import pages, ws
+from app import web
+from app.api import access, accounts, operations, pages, runs, ws
+from app.api.entities import entity_router
 from app.entities.team.models import Role
+from app.state import app_state
 from tests.fixtures.accounts import Account, api_client, make_account
 from tests.fixtures.factories import make_graph, operation_id, set_state
 
@@ -31,7 +35,7 @@ def _http_routes(app: FastAPI) -> set[tuple[str, str]]:
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     }
-    for route in pages.router.routes:
+    for route in [*pages.router.routes, *web.accounts.router.routes]:
         assert isinstance(route, APIRoute) and route.methods
         found |= {(method, route.path) for method in route.methods - {"HEAD"}}
     return found
@@ -212,3 +216,50 @@ async def test_the_api_docs_load_nothing_from_a_cdn(
     assert len(served.content) > 100_000
     schema = await client.get("/openapi.json")
     assert schema.json()["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+async def test_who_may_not_change_a_thing_is_not_told_what_is_wrong_with_their_body(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The role is checked before the body is validated: a viewer gets 403, a stranger 404."""
+    graph = await make_graph(client)
+    site = f"/api/v1/sites/{graph['site']['id']}"
+    run = f"/api/v1/operations/{operation_id(graph['site'], 'verify')}/runs"
+    bad = {"name": 5, "fields": "not an object", "values": 5}
+    assert (await client.patch(site, json=bad)).status_code == 422, "their admin is told"
+    viewer = await make_account(app, "victor", team="ops", role=Role.viewer)
+    stranger = await make_account(app, "bob", team="web", role=Role.admin)
+    for account, status in ((viewer, 403), (stranger, 404)):
+        async with api_client(app, account) as http:
+            assert (await http.patch(site, json=bad)).status_code == status
+            assert (await http.post(run, json=bad)).status_code == status
+
+
+def _ids_from_access(dependant: Dependant) -> set[str]:
+    """Path parameters that an ``app.api.access`` dependency looks up (and checks)."""
+    found: set[str] = set()
+    for sub in dependant.dependencies:
+        if getattr(sub.call, "__module__", None) == access.__name__:
+            found |= {param.name for param in sub.path_params}
+        found |= _ids_from_access(sub)
+    return found
+
+
+def test_every_route_that_names_an_entity_run_or_operation_checks_access(app: FastAPI) -> None:
+    """No route reads one of these ids itself: an access type looks it up and checks the role."""
+    routers = [entity_router(kind) for kind in app_state(app).catalog.kinds.values()]
+    routers += [operations.router, runs.router, accounts.router, pages.router]
+    routers += [web.entities.router, web.runs.router, web.home.router]
+    checked = 0
+    for route in [route for router in routers for route in router.routes]:
+        assert isinstance(route, APIRoute)
+        ids = {
+            name for name in ("entity_id", "run_id", "operation_id") if f"{{{name}}}" in route.path
+        }
+        if not ids:
+            continue
+        own = {param.name for param in route.dependant.path_params}
+        assert not ids & own, f"{route.path} reads {ids & own} itself"
+        assert ids <= _ids_from_access(route.dependant), route.path
+        checked += 1
+    assert checked >= 20

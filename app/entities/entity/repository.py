@@ -118,3 +118,11 @@ async def reference_name(session: AsyncSession, entity_id: uuid.UUID, role: str)
 async def delete_by_id(session: AsyncSession, entity_id: uuid.UUID) -> None:
     """Delete the entity; its tasks, operations, runs and references go with it (cascade)."""
     await session.execute(delete(Entity).where(Entity.id == entity_id))
+
+
+async def team_of(session: AsyncSession, entity_id: uuid.UUID) -> uuid.UUID | None:
+    """The team that owns the entity; ``None`` if there is no such entity."""
+    found: uuid.UUID | None = await session.scalar(
+        select(Entity.team_id).where(Entity.id == entity_id)
+    )
+    return found
