@@ -1,4 +1,8 @@
-"""Real services for every test: Redis, and the database (SQLite and PostgreSQL both)."""
+"""Real services for every test: Redis, and the database (SQLite and PostgreSQL both).
+
+Also the test tiers: markers by path (see ``TIER_BY_PATH``), and a summary of what was
+skipped and why.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,49 @@ from app.main import create_app
 from app.models import Base
 from tests.fixtures.accounts import Account, api_client, make_account
 from tests.fixtures.services import alembic_upgrade, postgres_server, redis_server
+
+# The tiers that start the whole system as processes, or programs besides Python;
+# `make test-fast` leaves them out. Marked by where the tests live, so a new test
+# file in these places is in its tier without having to say so.
+TIER_BY_PATH = {
+    "tests/e2e/": "e2e",
+    "tests/hosting/": "hosting",
+    "tests/browser/": "browser",
+    "tests/test_openapi_fuzz.py": "fuzz",
+}
+# Fixtures that start the whole system as processes, wherever the test lives.
+E2E_FIXTURES = {"embedded"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        for prefix, tier in TIER_BY_PATH.items():
+            if path.startswith(prefix):
+                item.add_marker(tier)
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("e2e")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every skipped test under one heading, grouped by reason: a tier that did not run
+    says so, and why."""
+    by_reason: dict[str, list[str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if not by_reason and not deselected:
+        return
+    terminalreporter.section("not run", sep="=", yellow=True, bold=True)
+    for reason, nodeids in sorted(by_reason.items(), key=lambda pair: -len(pair[1])):
+        terminalreporter.line(f"{len(nodeids)} skipped: {reason}", yellow=True, bold=True)
+        for nodeid in nodeids:
+            terminalreporter.line(f"    {nodeid}")
+    if deselected:
+        expression = terminalreporter.config.option.markexpr or "-k/--deselect"
+        terminalreporter.line(f"{deselected} deselected by {expression!r}", yellow=True)
 
 
 @pytest.fixture(scope="session")
