@@ -97,7 +97,9 @@ def settings(
     return Settings(
         env=Environment.test,
         secret_key="test-secret-key-not-for-production",
-        login_lockout=timedelta(seconds=2),
+        # Short, for the lockout test to wait it out; longer than the 1.6 s that the
+        # failure which locks the account sleeps, with room for a loaded machine.
+        login_lockout=timedelta(seconds=5),
         database_url=database_url,
         redis_url=redis_url,
         var_dir=Path(tmp_path_factory.mktemp("var")),
