@@ -47,12 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Every skipped test under one heading, grouped by reason: a tier that did not run
-    says so, and why."""
-    by_reason: dict[str, list[str]] = {}
-    for report in terminalreporter.stats.get("skipped", []):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    says so, and why. Then how many tests the selection left out."""
+    by_reason = _skipped_by_reason(terminalreporter.stats.get("skipped", []))
     deselected = len(terminalreporter.stats.get("deselected", []))
     if not by_reason and not deselected:
         return
@@ -62,8 +58,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for nodeid in nodeids:
             terminalreporter.line(f"    {nodeid}")
     if deselected:
-        expression = terminalreporter.config.option.markexpr or "-k/--deselect"
-        terminalreporter.line(f"{deselected} deselected by {expression!r}", yellow=True)
+        option = terminalreporter.config.option
+        flags = (("m", option.markexpr), ("k", option.keyword))
+        chosen = " ".join(f"-{flag} {expr!r}" for flag, expr in flags if expr) or "--deselect"
+        terminalreporter.line(f"{deselected} deselected by {chosen}", yellow=True)
+
+
+def _skipped_by_reason(reports: list[pytest.TestReport]) -> dict[str, list[str]]:
+    by_reason: dict[str, list[str]] = {}
+    for report in reports:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    return by_reason
 
 
 @pytest.fixture(scope="session")
