@@ -1,10 +1,12 @@
-# One task runner for people and CI. A fresh machine needs python3, make and a C compiler.
+# One task runner for people and CI. A fresh machine needs python3, make and a C compiler;
+# `make test` also needs a few Debian packages (scripts/test-deps says which, or installs
+# them as root).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test test-fast test-deps lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml plugins/aegir-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,14 +22,26 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Any selection, e.g. `make pytest ARGS="-m e2e -x"`; a tier that cannot run is skipped,
+# and the summary says why.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(ARGS)
 
-test: lint typecheck pytest
+test-deps:
+	scripts/test-deps
+
+# Every tier on both databases; a tier whose programs are missing fails instead of skipping.
+test: test-deps lint typecheck
+	AEGIR_TEST_REQUIRE_ALL=1 $(BIN)/pytest
+
+# The inner loop: all but the tiers that start the whole system or servers of their own.
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not (e2e or hosting or browser or fuzz)"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

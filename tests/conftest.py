@@ -1,4 +1,8 @@
-"""Real services for every test: Redis, and the database (SQLite and PostgreSQL both)."""
+"""Real services for every test: Redis, and the database (SQLite and PostgreSQL both).
+
+Also the test tiers: markers by path (see ``TIER_BY_PATH``), and a summary of what was
+skipped and why.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,56 @@ from app.main import create_app
 from app.models import Base
 from tests.fixtures.accounts import Account, api_client, make_account
 from tests.fixtures.services import alembic_upgrade, postgres_server, redis_server
+
+# The tiers that start the whole system as processes, or programs besides Python;
+# `make test-fast` leaves them out. Marked by where the tests live, so a new test
+# file in these places is in its tier without having to say so.
+TIER_BY_PATH = {
+    "tests/e2e/": "e2e",
+    "tests/hosting/": "hosting",
+    "tests/browser/": "browser",
+    "tests/test_openapi_fuzz.py": "fuzz",
+}
+# Fixtures that start the whole system as processes, wherever the test lives.
+E2E_FIXTURES = {"embedded"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        for prefix, tier in TIER_BY_PATH.items():
+            if path.startswith(prefix):
+                item.add_marker(tier)
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("e2e")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every skipped test under one heading, grouped by reason: a tier that did not run
+    says so, and why. Then how many tests the selection left out."""
+    by_reason = _skipped_by_reason(terminalreporter.stats.get("skipped", []))
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if not by_reason and not deselected:
+        return
+    terminalreporter.section("not run", sep="=", yellow=True, bold=True)
+    for reason, nodeids in sorted(by_reason.items(), key=lambda pair: -len(pair[1])):
+        terminalreporter.line(f"{len(nodeids)} skipped: {reason}", yellow=True, bold=True)
+        for nodeid in nodeids:
+            terminalreporter.line(f"    {nodeid}")
+    if deselected:
+        option = terminalreporter.config.option
+        flags = (("m", option.markexpr), ("k", option.keyword))
+        chosen = " ".join(f"-{flag} {expr!r}" for flag, expr in flags if expr) or "--deselect"
+        terminalreporter.line(f"{deselected} deselected by {chosen}", yellow=True)
+
+
+def _skipped_by_reason(reports: list[pytest.TestReport]) -> dict[str, list[str]]:
+    by_reason: dict[str, list[str]] = {}
+    for report in reports:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    return by_reason
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +104,9 @@ def settings(
     return Settings(
         env=Environment.test,
         secret_key="test-secret-key-not-for-production",
-        login_lockout=timedelta(seconds=2),
+        # Short, for the lockout test to wait it out; longer than the 1.6 s that the
+        # failure which locks the account sleeps, with room for a loaded machine.
+        login_lockout=timedelta(seconds=5),
         database_url=database_url,
         redis_url=redis_url,
         var_dir=Path(tmp_path_factory.mktemp("var")),

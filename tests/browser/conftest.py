@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from tests.fixtures.services import program
 from tests.fixtures.stack import ROOT, Stack, running_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -33,11 +31,10 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        pytest.skip("no /usr/bin/chromium: apt-get install chromium (.ci/run does)")
+    chromium = program("chromium", "chromium")  # Debian's: Playwright downloads none here
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=ARGS
+            executable_path=chromium, headless=True, args=ARGS
         )
         yield launched
         await launched.close()

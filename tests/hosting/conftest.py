@@ -15,7 +15,25 @@ from tests.fixtures.hosting import (
     nginx_server,
     site_postgres_server,
 )
+from tests.fixtures.services import require_programs
 from tests.fixtures.stack import running_stack
+
+# What the hosting back-end's tests run besides Python, by Debian package.
+PROGRAMS = {
+    "nginx": ("nginx",),
+    "postgresql": ("initdb", "pg_ctl", "psql"),
+    "mariadb-server": ("mariadb-install-db", "mariadbd"),
+    "mariadb-client": ("mysql", "mysqladmin", "mysqldump"),
+    "git": ("git",),
+    "openssh-server": ("sshd",),
+    "openssh-client": ("ssh", "ssh-keygen"),
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hosting_programs() -> None:
+    """The whole tier skips (fails under ``make test``) naming what is not installed."""
+    require_programs(PROGRAMS)
 
 
 @pytest.fixture(scope="session")

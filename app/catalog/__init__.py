@@ -1,0 +1,1 @@
+"""The catalogue: the hosting domain's task, operation, action and entity types."""
