@@ -84,7 +84,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
         entity: Administered,
         body: EntityUpdate = Body(...),
     ) -> Any:
-        entity = await entity_service.update(session, principal, kind, entity.id, body)
+        entity = await entity_service.change(session, principal, kind, entity.id, body)
         return await views.entity_detail(session, principal, kind, entity)
 
     @router.delete(

@@ -104,7 +104,7 @@ async def _team_for(session: AsyncSession, principal: Principal, wanted: str | N
     raise InvalidInput.field(["body", "team_id"], f"say which team owns it: {reason}")
 
 
-async def update(
+async def change(
     session: AsyncSession,
     principal: Principal,
     kind: EntityKind,

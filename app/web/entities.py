@@ -285,7 +285,7 @@ async def entity_update(
                 if (value := posted.get(f"references.{role}"))
             },
         )
-        await entity_service.update(session, principal, kind, entity_id, body)
+        await entity_service.change(session, principal, kind, entity_id, body)
     except (forms.FormError, InvalidInput, Conflict) as error:
         await session.rollback()
         _keep_typed(posted, every)
