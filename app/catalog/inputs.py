@@ -33,7 +33,7 @@ class EntityInput:
     kind: EntityKind
     name: str
     url: str
-    state: str
+    state: str | None
     fields: EntityFields
     references: Mapping[str, EntityInput] = field(default_factory=dict)
 

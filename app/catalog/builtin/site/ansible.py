@@ -121,28 +121,28 @@ def database_vars(domain: str, database: DatabaseFields, db_server: ServerVars) 
     }
 
 
-def _site_vars(view: TaskView) -> AnsibleVariables:
-    """``server``, ``platform``, ``site``, ``db_server`` and ``db``, for every site role."""
+def site_vars(view: TaskView) -> SiteVars:
+    """The ``site`` variable: where the site lives (a plugin's role may write there too)."""
     site = view.entity
     fields = site.fields_as(SiteFields)
     platform = site.reference("platform")
     server = server_vars(platform_server(platform))
-    db_server = server_vars(site.reference("db_server"))
     files, vhost = view.values_of("files", FilesFields), view.values_of("vhost", VhostFields)
     layout = site_layout(site.name, platform_vars(platform), server, files, vhost)
-    database = view.values_of("database", DatabaseFields)
-    site_vars: SiteVars = {
-        **layout,
-        "url": site.url,
-        "aliases": fields.aliases,
-        "https": fields.https,
-    }
+    return {**layout, "url": site.url, "aliases": fields.aliases, "https": fields.https}
+
+
+def _variables(view: TaskView) -> AnsibleVariables:
+    """``server``, ``platform``, ``site``, ``db_server`` and ``db``, for every site role."""
+    site = view.entity
+    platform = site.reference("platform")
+    db_server = server_vars(site.reference("db_server"))
     return {
-        "server": server,
+        "server": server_vars(platform_server(platform)),
         "platform": platform_vars(platform),
-        "site": site_vars,
+        "site": site_vars(view),
         "db_server": db_server,
-        "db": database_vars(site.name, database, db_server),
+        "db": database_vars(site.name, view.values_of("database", DatabaseFields), db_server),
     }
 
 
@@ -195,4 +195,4 @@ def migrate_vars(view: TaskView) -> AnsibleVariables:
     }
 
 
-ANSIBLE = AnsibleHosting(hosts=_site_hosts, variables=_site_vars)
+ANSIBLE = AnsibleHosting(hosts=_site_hosts, variables=_variables)
