@@ -14,5 +14,5 @@ def executor_for(task: TaskType, ssh: SshAccess | None = None) -> Executor:
     if isinstance(binding, LocalCommand):
         return LocalExecutor(binding.argv)
     if isinstance(binding, AnsibleRole):
-        return AnsibleExecutor(task.name, ssh or SshAccess())
+        return AnsibleExecutor(task.name, binding, ssh or SshAccess())
     raise ExecutorUnavailable(f"no executor for {binding!r}")

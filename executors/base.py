@@ -3,34 +3,66 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import SecretStr
+
+from app.catalog.inputs import EntityInput, TaskInput, TaskView
+from app.catalog.types import TaskFields
+
 
 @dataclass(frozen=True)
 class TaskContext:
-    """Plain data about one task of one run: never ORM objects, never a shell string.
+    """One task of one run, typed by the catalogue: never ORM objects, never a shell string.
 
-    ``entity`` is ``{id, kind, name, url, fields, references: {role: entity...}}``;
-    ``values`` are this task's values (secrets in clear: pass them in files, not argv);
-    ``tasks`` are every task of the entity, by key, with ``values``, ``outputs`` and
-    ``refs`` (the entities its fields name, as plain data).
+    ``entity``: the entity, its fields as its kind's validated model, with the entities
+    it references (site -> platform -> server) in the same form. ``tasks``: every task
+    of the entity, by key, with ``values`` and ``outputs`` as its type's models and
+    ``refs`` (the entities its fields name). ``values``: this task's values. Secrets are
+    ``SecretStr``: a back-end reveals them only into a file its owner alone can read
+    (``write_private_json``), never into argv.
     """
 
     run_id: str
     attempt: int
     key: str
     task_type: str
-    values: dict[str, Any]
-    entity: dict[str, Any]
-    tasks: dict[str, dict[str, Any]]
+    values: TaskFields
+    entity: EntityInput
+    tasks: Mapping[str, TaskInput]
     work_dir: Path
     timeout: float
     cancel_grace: float
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # Steps of this run that succeeded before this task: what an undo task must remove.
     completed: tuple[str, ...] = ()
+
+    @property
+    def view(self) -> TaskView:
+        """What the catalogue's variables builders read."""
+        return TaskView(self.key, self.entity, self.tasks)
+
+    def plain_tasks(self) -> dict[str, dict[str, Any]]:
+        """Every task in its JSON form, by key; secrets still ``SecretStr``."""
+        return {key: task.plain() for key, task in self.tasks.items()}
+
+
+def write_private_json(path: Path, data: Any) -> None:
+    """``data`` as JSON in a file only its owner can read; the one place secrets are revealed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, default=_reveal)
+
+
+def _reveal(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class Emitter(Protocol):

@@ -19,12 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from app.catalog.inputs import plain_values
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
     Emitter,
     ExecutorUnavailable,
     TaskContext,
+    write_private_json,
 )
 
 OUTPUT_MARKER = "::output:: "
@@ -36,9 +40,9 @@ def fill_argv(template: Sequence[str], context: TaskContext) -> list[str]:
     """Each ``{dotted.name}`` becomes text inside its own argv element, nothing more."""
     data = {
         "run": {"id": context.run_id, "attempt": context.attempt},
-        "entity": context.entity,
-        "values": context.values,
-        "tasks": context.tasks,
+        "entity": context.entity.plain(),
+        "values": plain_values(context.values),
+        "tasks": context.plain_tasks(),
         "work_dir": str(context.work_dir),
     }
     return [_PLACEHOLDER.sub(lambda m: _lookup(data, m.group(1), context), arg) for arg in template]
@@ -50,6 +54,8 @@ def _lookup(data: dict[str, Any], dotted: str, context: TaskContext) -> str:
         if not isinstance(value, dict) or part not in value:
             raise ExecutorUnavailable(f"the command refers to {{{dotted}}}, which has no value")
         value = value[part]
+    if isinstance(value, SecretStr):
+        raise ExecutorUnavailable(f"{{{dotted}}} is a secret; commands read secrets from a file")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ExecutorUnavailable(f"{{{dotted}}} is not a single value")
     text = str(value)
@@ -91,13 +97,11 @@ def _write_task_file(cwd: Path, context: TaskContext) -> Path:
     payload = {
         "run_id": context.run_id,
         "task": context.key,
-        "values": context.values,
-        "entity": context.entity,
-        "tasks": context.tasks,
+        "values": plain_values(context.values),
+        "entity": context.entity.plain(),
+        "tasks": context.plain_tasks(),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle)
+    write_private_json(path, payload)
     return path
 
 

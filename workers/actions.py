@@ -8,8 +8,9 @@ import uuid
 from collections import deque
 from typing import Any
 
+from app.catalog.inputs import InvalidInput
 from app.db import session_scope
-from app.dispatch.executor_input import entity_data, task_data
+from app.dispatch.executor_input import entity_data, task_data, typed_input
 from app.entities.task import repository as task_instances
 from executors import executor_for
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
@@ -46,14 +47,18 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         entity = await entity_data(session, uuid.UUID(payload["entity_id"]))
     task_type = catalog.tasks[task.type]
     emitter = CollectingEmitter(secrets)
+    try:
+        typed = typed_input(catalog, entity, tasks, task.key)
+    except InvalidInput as error:
+        return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
     context = TaskContext(
         run_id=payload["job_id"],
         attempt=1,
         key=task.key,
         task_type=task_type.name,
-        values=tasks[task.key]["values"],
-        entity=entity,
-        tasks=tasks,
+        values=typed.values,
+        entity=typed.entity,
+        tasks=typed.tasks,
         work_dir=settings.work_dir or settings.var_dir / "work",
         timeout=float(payload["timeout"]),
         cancel_grace=settings.cancel_grace.total_seconds(),

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.catalog.inputs import InvalidInput
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
 from app.dispatch.effects import apply_on_success
+from app.dispatch.executor_input import typed_input
 from app.dispatch.queueing import next_runs
 from app.entities.run import repository as runs
 from app.entities.run.states import RunStatus, TaskStatus
@@ -160,14 +162,19 @@ async def _run_step(
     cancel: asyncio.Event,
     completed: tuple[str, ...] = (),
 ) -> int:
+    try:
+        typed = typed_input(state.catalog, claimed.entity, claimed.tasks, step.key)
+    except InvalidInput as error:
+        await emitter.log("system", f"task {step.key} cannot run: {error}")
+        return 127
     context = TaskContext(
         run_id=str(claimed.run_id),
         attempt=claimed.attempt,
         key=step.key,
         task_type=step.task_type.name,
-        values=claimed.tasks[step.key]["values"],
-        entity=claimed.entity,
-        tasks=claimed.tasks,
+        values=typed.values,
+        entity=typed.entity,
+        tasks=typed.tasks,
         work_dir=state.settings.work_dir or state.settings.var_dir / "work",
         timeout=step.task_type.timeout.total_seconds(),
         cancel_grace=state.settings.cancel_grace.total_seconds(),

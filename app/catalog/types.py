@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
+
+from app.catalog.inputs import EntityInput, TaskView
+
+# Extra variables for an Ansible role, by top-level name: JSON, and ``SecretStr`` where a
+# secret goes (revealed only into the run's private variables file).
+AnsibleVariables = Mapping[str, Any]
 
 
 class TaskFields(BaseModel):
@@ -21,8 +29,20 @@ class NoFields(TaskFields):
 
 @dataclass(frozen=True)
 class AnsibleRole:
-    """Run the Ansible role shipped as ``executors/ansible/roles/<task type>/``."""
+    """Run the Ansible role named like the task type, from the ``roles`` directory.
 
+    ``roles``: where the package that declares the task type ships its roles (a plugin:
+    ``Path(__file__).parent / "roles"``). ``None`` means the Ansible back-end's own
+    directory, ``executors/ansible/roles``: the built-in task types say so this way
+    because the catalogue must not import its back-ends. Its shared roles
+    (``aegir_common``) stay on the roles path either way.
+
+    ``variables``: what this task's role reads beyond its entity kind's variables (where
+    a clone goes, which archive a restore reads), built from the typed input.
+    """
+
+    roles: Path | None = None
+    variables: Callable[[TaskView], AnsibleVariables] | None = None
     kind: ClassVar[Literal["ansible"]] = "ansible"
 
     def describe(self, task_name: str) -> str:
@@ -166,12 +186,46 @@ class Reference:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class Host:
+    """A machine a task runs on, as the server kind describes it."""
+
+    name: str
+    connection: Literal["ssh", "local"]
+    address: str
+    user: str
+    port: int
+    # The Python that Ansible runs there; found by Ansible when ``None``.
+    python: str | None = None
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """Where an entity's tasks run (``target``) and where its database is (``db``)."""
+
+    target: Host | None
+    db: Host | None = None
+
+
+@dataclass(frozen=True)
+class AnsibleHosting:
+    """How the Ansible back-end sees an entity of a kind, built from the kind's fields.
+
+    ``hosts``: the machines its roles run on. ``variables``: the extra variables every
+    role of the kind reads (``server``, ``platform``, ``site``, ...), from the typed
+    entity and its tasks' typed values; the back-end adds only its ``aegir`` block.
+    """
+
+    hosts: Callable[[EntityInput], Hosts]
+    variables: Callable[[TaskView], AnsibleVariables]
+
+
 @dataclass(eq=False)  # identity: kinds key caches of generated schemas
 class EntityKind:
     name: str
     label: str
     plural: str
-    fields: type[BaseModel]
+    fields: type[EntityFields]
     name_type: Any
     references: dict[str, Reference] = field(default_factory=dict)
     # task key -> task type name; one task instance per key on each entity
@@ -179,6 +233,9 @@ class EntityKind:
     operations: dict[str, OperationType] = field(default_factory=dict)
     actions: dict[str, ActionType] = field(default_factory=dict)
     description: str = ""
+    # What Ansible roles see of it; ``None``: its tasks run on the control machine with
+    # the ``aegir`` block only.
+    ansible: AnsibleHosting | None = None
 
 
 class EntityFields(BaseModel):

@@ -1,19 +1,26 @@
-"""Entities as plain data, the only form executors ever see."""
+"""What executors receive: the claim's plain data (JSON), then typed by the catalogue.
+
+A worker's claim holds the entity graph and the task values as JSON (``entity_data``,
+``task_data``), to merge outputs into between steps; ``typed_input`` validates them
+into the catalogue's models just before each task runs.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
-from app.catalog.registry import Catalog
-from app.catalog.types import TaskType
+from app.catalog.inputs import EntityInput, InvalidInput, TaskInput
+from app.catalog.registry import Catalog, CatalogError
+from app.catalog.types import TaskFields, TaskType
 from app.dispatch.task_values import opened_form
-from app.entities.entity.models import Entity, EntityReference
+from app.entities.entity import repository as entities
+from app.entities.entity.models import Entity
 from app.entities.task.models import TaskInstance
 from app.security.crypto import SecretBox
 
@@ -48,12 +55,7 @@ async def entity_data(
     session: AsyncSession, entity_id: uuid.UUID, depth: int = 3
 ) -> dict[str, Any]:
     """The entity and what it references (site -> platform -> server), recursively."""
-    query = (
-        select(Entity)
-        .where(Entity.id == entity_id)
-        .options(selectinload(Entity.references).selectinload(EntityReference.target))
-    )
-    entity = (await session.execute(query)).scalar_one()
+    entity = await entities.get(session, entity_id)
     references: dict[str, Any] = {}
     for ref in entity.references:
         if depth > 1:
@@ -74,3 +76,76 @@ def plain(entity: Entity, references: dict[str, Any]) -> dict[str, Any]:
         "fields": dict(entity.attributes),
         "references": references,
     }
+
+
+@dataclass(frozen=True)
+class TypedInput:
+    """The running task's typed input: its entity, every task of it, and its own values."""
+
+    entity: EntityInput
+    tasks: dict[str, TaskInput]
+    values: TaskFields
+
+
+def typed_input(
+    catalog: Catalog,
+    entity: Mapping[str, Any],
+    tasks: Mapping[str, Mapping[str, Any]],
+    key: str,
+) -> TypedInput:
+    """The claim's ``entity_data`` and ``task_data`` validated into the catalogue's models.
+
+    ``InvalidInput`` when the entity or the running task's values no longer fit their
+    models; another task's values that do not fit are ``None`` (a task never run).
+    """
+    task_type = catalog.tasks[tasks[key]["type"]]
+    try:
+        values = task_type.fields.model_validate(tasks[key].get("values", {}))
+    except ValidationError as error:
+        raise InvalidInput(f"the values of task {key} are not valid: {_first(error)}") from None
+    typed = {name: _task_input(catalog, task) for name, task in tasks.items()}
+    return TypedInput(_entity_input(catalog, entity), typed, values)
+
+
+def _entity_input(catalog: Catalog, plain: Mapping[str, Any]) -> EntityInput:
+    try:
+        kind = catalog.kind(plain["kind"])
+    except CatalogError as error:
+        raise InvalidInput(str(error)) from None
+    try:
+        fields = kind.fields.model_validate(plain["fields"])
+    except ValidationError as error:
+        name = f"{kind.name} {plain['name']}"
+        raise InvalidInput(f"the fields of {name} are not valid: {_first(error)}") from None
+    return EntityInput(
+        id=plain["id"],
+        kind=kind,
+        name=plain["name"],
+        url=plain["url"],
+        state=plain["state"],
+        fields=fields,
+        references={role: _entity_input(catalog, ref) for role, ref in plain["references"].items()},
+    )
+
+
+def _task_input(catalog: Catalog, plain: Mapping[str, Any]) -> TaskInput:
+    task_type = catalog.tasks[plain["type"]]
+    return TaskInput(
+        type=task_type.name,
+        values=_valid(task_type.fields, plain.get("values", {})),
+        outputs=_valid(task_type.outputs, plain.get("outputs", {})),
+        refs={name: _entity_input(catalog, ref) for name, ref in plain.get("refs", {}).items()},
+    )
+
+
+def _valid(model: type[TaskFields], data: Mapping[str, Any]) -> TaskFields | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _first(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])

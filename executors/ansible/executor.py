@@ -1,5 +1,8 @@
 """Run one task as a one-role playbook through ansible-runner, streaming its events.
 
+The role comes from the roles directory its binding names (a plugin ships its own), with
+this back-end's built-in directory after it on the roles path, for shared roles.
+
 ansible-runner drives ``ansible-playbook`` in a thread of its own; its event callback
 hands each event to the event loop as it happens, so log lines reach the relay while
 the playbook runs. Values reach the role as extra variables from a file (mode 0600,
@@ -19,13 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from executors.ansible.variables import SshAccess, inventory, variables
+from app.catalog.types import AnsibleRole
+from executors.ansible.variables import SshAccess, hosts_of, inventory, variables
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
     Emitter,
     ExecutorUnavailable,
     TaskContext,
+    write_private_json,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -37,26 +42,39 @@ _END = object()
 
 
 class AnsibleExecutor:
-    def __init__(self, role: str, ssh: SshAccess) -> None:
+    """Runs the role named ``role`` from ``binding.roles`` (the built-in roles if unset)."""
+
+    def __init__(self, role: str, binding: AnsibleRole, ssh: SshAccess) -> None:
         self.role = role
+        self.binding = binding
         self.ssh = ssh
+        self.roles = binding.roles or ROLES_DIR
 
     async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
-        if not (ROLES_DIR / self.role / "tasks" / "main.yml").is_file():
-            raise ExecutorUnavailable(f"there is no Ansible role {self.role} in {ROLES_DIR}")
+        if not (self.roles / self.role / "tasks" / "main.yml").is_file():
+            raise ExecutorUnavailable(f"there is no Ansible role {self.role} in {self.roles}")
         try:
             import ansible_runner  # noqa: F401
         except ImportError:
             raise ExecutorUnavailable("ansible-runner is not installed") from None
+        extra = variables(context, self.binding)
+        hosts = inventory(hosts_of(context), self.ssh)
         base = context.work_dir / context.run_id / f"ansible-{context.key}-{context.attempt}"
         try:
-            runner = _prepare(base, self.role, context, self.ssh)
+            runner = _prepare(base, self.role, self.roles, extra, hosts, context.work_dir)
             return await _drive(runner, context, emit, cancel)
         finally:
             await asyncio.to_thread(shutil.rmtree, base, True)
 
 
-def _prepare(base: Path, role: str, context: TaskContext, ssh: SshAccess) -> Any:
+def _prepare(
+    base: Path,
+    role: str,
+    roles: Path,
+    extra: dict[str, Any],
+    hosts: dict[str, Any],
+    work_dir: Path,
+) -> Any:
     from ansible_runner.config.runner import RunnerConfig
 
     shutil.rmtree(base, ignore_errors=True)
@@ -65,15 +83,15 @@ def _prepare(base: Path, role: str, context: TaskContext, ssh: SshAccess) -> Any
     (base / "inventory").mkdir(mode=0o700)
     playbook = [{"name": role, "hosts": "target", "gather_facts": False, "roles": [role]}]
     (base / "project" / "main.yml").write_text(json.dumps(playbook))
-    _write_private(base / "env" / "extravars", variables(context))
-    _write_private(base / "inventory" / "hosts.json", inventory(context.entity, ssh))
+    write_private_json(base / "env" / "extravars", extra)
+    write_private_json(base / "inventory" / "hosts.json", hosts)
     config = RunnerConfig(
         private_data_dir=str(base),
         playbook="main.yml",
         inventory=str(base / "inventory" / "hosts.json"),
         quiet=True,
         settings={"pexpect_timeout": POLL, "suppress_ansible_output": True},
-        envvars=_ansible_env(base, context.work_dir),
+        envvars=_ansible_env(base, roles, work_dir),
         ident="run",
     )
     config.prepare()
@@ -83,18 +101,14 @@ def _prepare(base: Path, role: str, context: TaskContext, ssh: SshAccess) -> Any
     return config
 
 
-def _write_private(path: Path, data: Any) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-
-
-def _ansible_env(base: Path, work_dir: Path) -> dict[str, str]:
+def _ansible_env(base: Path, roles: Path, work_dir: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
+    # The binding's roles first; the built-in ones after, for shared roles (aegir_common).
+    roles_path = dict.fromkeys([str(roles), str(ROLES_DIR)])
     return {
         "PATH": bin_dir if not path else f"{bin_dir}:{path}",
-        "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
+        "ANSIBLE_ROLES_PATH": ":".join(roles_path),
         "ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS),
         "ANSIBLE_HOME": str(base / "home"),
         # SSH connections are kept open a minute and shared by the tasks that follow.

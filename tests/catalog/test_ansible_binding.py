@@ -1,4 +1,4 @@
-"""The built-in catalogue's tasks and the Ansible roles shipped for them; inventories."""
+"""Task types and the Ansible roles shipped for them; inventories; derived paths."""
 
 from __future__ import annotations
 
@@ -6,49 +6,34 @@ from pathlib import Path
 
 import pytest
 
+from app.catalog.builtin.site.ansible import db_identifier
 from app.catalog.registry import build_catalog
 from app.catalog.types import AnsibleRole
 from executors.ansible import ROLES_DIR, SshAccess
-from executors.ansible.variables import db_identifier, inventory, variables
-from executors.base import ExecutorUnavailable, TaskContext
+from executors.ansible.variables import hosts_of, inventory, variables
+from executors.base import ExecutorUnavailable
+from tests.catalog import samples
 
 
-def test_every_ansible_task_has_its_role() -> None:
-    catalog = build_catalog(plugins=False)
-    bound = {name for name, task in catalog.tasks.items() if isinstance(task.executor, AnsibleRole)}
-    assert bound, "the built-in kinds run on Ansible"
-    missing = [name for name in bound if not (ROLES_DIR / name / "tasks" / "main.yml").is_file()]
+def test_every_ansible_task_has_its_role_where_its_binding_says() -> None:
+    catalog = build_catalog()
+    bound = {n: t.executor for n, t in catalog.tasks.items() if isinstance(t.executor, AnsibleRole)}
+    assert {"site_install", "cache_purge"} <= bound.keys(), "built-ins and the example plugin"
+    missing = [
+        name
+        for name, binding in bound.items()
+        if not ((binding.roles or ROLES_DIR) / name / "tasks" / "main.yml").is_file()
+    ]
     assert missing == []
 
 
-def _server(connection: str) -> dict[str, object]:
-    return {
-        "id": "s1",
-        "kind": "server",
-        "name": "web1.example.com",
-        "fields": {
-            "hostname": "10.0.0.5",
-            "connection": connection,
-            "ssh_user": "deploy",
-            "ssh_port": 2222,
-        },
-        "references": {},
-    }
-
-
 def test_a_site_runs_on_its_platform_s_server_and_its_database_on_the_db_server() -> None:
-    db = {**_server("ssh"), "name": "db1.example.com"}
-    site = {
-        "kind": "site",
-        "name": "www.example.com",
-        "fields": {},
-        "references": {
-            "platform": {"kind": "platform", "name": "p", "references": {"server": _server("ssh")}},
-            "db_server": db,
-        },
-    }
+    catalog = build_catalog(plugins=False)
+    site = samples.site()
+    site["references"]["platform"]["references"]["server"] = samples.server("ssh")
+    context = samples.context(catalog, site, "install")
     access = SshAccess(Path("/keys/id_ed25519"), Path("/keys/known_hosts"))
-    found = inventory(site, access)["all"]["children"]
+    found = inventory(hosts_of(context), access)["all"]["children"]
     assert found["target"]["hosts"] == {
         "web1.example.com": {
             "ansible_connection": "ssh",
@@ -64,7 +49,8 @@ def test_a_site_runs_on_its_platform_s_server_and_its_database_on_the_db_server(
 
 
 def test_a_local_server_runs_on_the_control_machine() -> None:
-    hosts = inventory(_server("local"), SshAccess())["all"]["children"]["target"]["hosts"]
+    context = samples.context(build_catalog(plugins=False), samples.server("local"), "verify")
+    hosts = inventory(hosts_of(context), SshAccess())["all"]["children"]["target"]["hosts"]
     assert hosts["web1.example.com"]["ansible_connection"] == "local"
     assert "ansible_host" not in hosts["web1.example.com"]
 
@@ -75,26 +61,21 @@ def test_database_names_come_from_the_domain() -> None:
     assert len(db_identifier("a" * 60 + ".example.com")) == 32
 
 
-def _site_context(files_path: str | None) -> TaskContext:
-    server = {**_server("local"), "fields": {"connection": "local"}}
-    platform = {"kind": "platform", "name": "p", "fields": {"root": "/srv/p"},
-                "references": {"server": server}}  # fmt: skip
-    site = {"kind": "site", "name": "www.example.com", "url": "http://www.example.com",
-            "fields": {}, "references": {"platform": platform, "db_server": server}}  # fmt: skip
-    tasks = {"files": {"type": "site_files", "values": {"files_path": files_path}, "outputs": {}}}
-    return TaskContext(
-        run_id="r", attempt=1, key="files", task_type="site_files", values={}, entity=site,
-        tasks=tasks, work_dir=Path("/tmp"), timeout=10, cancel_grace=1,
-    )  # fmt: skip
+def _site_variables(files_path: str | None) -> dict[str, object]:
+    catalog = build_catalog(plugins=False)
+    context = samples.context(catalog, samples.site(), "files", files={"files_path": files_path})
+    return variables(context, AnsibleRole())
 
 
 def test_every_path_a_site_writes_is_inside_its_own_directory() -> None:
-    found = variables(_site_context(None))["site"]
+    found = _site_variables(None)["site"]
+    assert isinstance(found, dict)
     assert found["dir"] == "/srv/p/sites/www.example.com"
     assert found["files_dir"] == "/srv/p/sites/www.example.com/files"
     assert found["settings_file"] == "/srv/p/sites/www.example.com/settings.php"
     assert found["vhost_file"] == "/etc/nginx/sites-enabled/www.example.com.conf"
-    inside = variables(_site_context("sites/www.example.com/uploads"))["site"]
+    inside = _site_variables("sites/www.example.com/uploads")["site"]
+    assert isinstance(inside, dict)
     assert inside["files_dir"] == "/srv/p/sites/www.example.com/uploads"
     with pytest.raises(ExecutorUnavailable, match=r"must be inside sites/www\.example\.com/"):
-        variables(_site_context("sites/other.example.com/files"))
+        _site_variables("sites/other.example.com/files")

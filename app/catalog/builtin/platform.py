@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydantic import Field, model_validator
 
-from app.catalog.fields import AbsolutePath, GitRef, GitUrl, Label, Slug
+from app.catalog.builtin.server import server_host, server_vars
+from app.catalog.fields import AbsolutePath, GitRef, GitUrl, Label, SafeRelativePath, Slug
+from app.catalog.inputs import EntityInput, TaskView
 from app.catalog.registry import Catalog
 from app.catalog.types import (
+    AnsibleHosting,
+    AnsibleVariables,
     EntityFields,
     EntityKind,
+    Hosts,
     OperationType,
     Reference,
     TaskFields,
@@ -23,6 +28,47 @@ class PlatformFields(EntityFields):
     flavor: Literal["drupal", "static"] = Field(
         default="drupal", description="What the codebase is; decides the install command."
     )
+    drush: SafeRelativePath = Field(
+        default="vendor/bin/drush",
+        description="Drush, relative to the root; what Drupal sites on it are installed "
+        "and logged into with.",
+    )
+
+
+class PlatformVars(TypedDict):
+    """The ``platform`` variable (and a migration's ``target.platform``)."""
+
+    name: str
+    root: str
+    flavor: Literal["drupal", "static"]
+    drush: str
+
+
+def platform_vars(platform: EntityInput) -> PlatformVars:
+    fields = platform.fields_as(PlatformFields)
+    return {
+        "name": platform.name,
+        "root": fields.root,
+        "flavor": fields.flavor,
+        "drush": f"{fields.root}/{fields.drush}",
+    }
+
+
+def server_of(platform: EntityInput) -> EntityInput:
+    """The server the platform is on (a required reference)."""
+    return platform.reference("server")
+
+
+def _variables(view: TaskView) -> AnsibleVariables:
+    return {
+        "server": server_vars(server_of(view.entity)),
+        "platform": platform_vars(view.entity),
+    }
+
+
+ANSIBLE = AnsibleHosting(
+    hosts=lambda platform: Hosts(server_host(server_of(platform))), variables=_variables
+)
 
 
 class PlatformDeployFields(TaskFields):
@@ -91,5 +137,6 @@ def register(catalog: Catalog) -> None:
                 "delete": OperationType("delete", "Delete", steps=("delete",), destructive=True),
             },
             description="A codebase deployed on a server, that sites run on.",
+            ansible=ANSIBLE,
         )
     )

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydantic import Field, IPvAnyAddress
 
 from app.catalog.fields import AbsolutePath, DatabaseIdentifier, Hostname, Label, Port, PosixUser
+from app.catalog.inputs import EntityInput, TaskView
 from app.catalog.registry import Catalog
-from app.catalog.types import EntityFields, EntityKind, OperationType, TaskFields, TaskType
+from app.catalog.types import (
+    AnsibleHosting,
+    AnsibleVariables,
+    EntityFields,
+    EntityKind,
+    Host,
+    Hosts,
+    OperationType,
+    TaskFields,
+    TaskType,
+)
 
 
 class ServerFields(EntityFields):
@@ -56,6 +67,59 @@ class ServerFields(EntityFields):
     )
 
 
+class ServerVars(TypedDict):
+    """The ``server`` variable of every role that runs on a server (and ``db_server``)."""
+
+    name: str
+    http_port: int
+    http_address: str | None
+    nginx_conf: str
+    nginx_sites_dir: str
+    backup_dir: str
+    postgresql_host: str
+    postgresql_port: int
+    postgresql_admin: str
+    mariadb_socket: str
+    mariadb_admin: str
+
+
+def server_vars(server: EntityInput) -> ServerVars:
+    fields = server.fields_as(ServerFields)
+    return {
+        "name": server.name,
+        "http_port": fields.http_port,
+        "http_address": str(fields.http_address) if fields.http_address else None,
+        "nginx_conf": fields.nginx_conf,
+        "nginx_sites_dir": fields.nginx_sites_dir,
+        "backup_dir": fields.backup_dir,
+        "postgresql_host": fields.postgresql_host,
+        "postgresql_port": fields.postgresql_port,
+        "postgresql_admin": fields.postgresql_admin,
+        "mariadb_socket": fields.mariadb_socket,
+        "mariadb_admin": fields.mariadb_admin,
+    }
+
+
+def server_host(server: EntityInput) -> Host:
+    """How to reach the server: the control machine itself, or over SSH."""
+    fields = server.fields_as(ServerFields)
+    return Host(
+        name=server.name,
+        connection=fields.connection,
+        address=fields.hostname,
+        user=fields.ssh_user,
+        port=fields.ssh_port,
+        python=fields.python,
+    )
+
+
+def _variables(view: TaskView) -> AnsibleVariables:
+    return {"server": server_vars(view.entity)}
+
+
+ANSIBLE = AnsibleHosting(hosts=lambda server: Hosts(server_host(server)), variables=_variables)
+
+
 class ServerVerifyOutputs(TaskFields):
     reachable: bool = False
     os: Label | None = None
@@ -88,5 +152,6 @@ def register(catalog: Catalog) -> None:
             tasks={"verify": "server_verify"},
             operations={"verify": OperationType("verify", "Verify", steps=("verify",))},
             description="A machine that hosts platforms, sites or databases.",
+            ansible=ANSIBLE,
         )
     )

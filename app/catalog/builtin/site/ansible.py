@@ -1,0 +1,198 @@
+"""What the Ansible roles of a site read, built from its typed fields and task values.
+
+Every path a role writes to is derived here, from fields validated as paths, domains
+and identifiers: roles never build a path of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, TypedDict
+
+from pydantic import SecretStr
+
+from app.catalog.builtin.platform import PlatformVars, platform_vars
+from app.catalog.builtin.platform import server_of as platform_server
+from app.catalog.builtin.server import ServerVars, server_host, server_vars
+from app.catalog.builtin.site.fields import (
+    BackupArchiveFields,
+    BackupArchiveOutputs,
+    CloneFields,
+    DatabaseFields,
+    FilesFields,
+    SiteFields,
+    VhostFields,
+)
+from app.catalog.inputs import EntityInput, InvalidInput, TaskView
+from app.catalog.types import AnsibleHosting, AnsibleVariables, Hosts
+
+DB_IDENTIFIER_LENGTH = 32
+
+
+def db_identifier(domain: str) -> str:
+    """A database or user name from a domain: www.example.com -> www_example_com."""
+    name = re.sub(r"[^a-z0-9]", "_", domain.lower())[:DB_IDENTIFIER_LENGTH]
+    return name if re.match(r"[a-z_]", name) else f"s{name}"[:DB_IDENTIFIER_LENGTH]
+
+
+class SiteLayout(TypedDict):
+    """Where a site lives on a platform: every path it may write."""
+
+    domain: str
+    platform: str
+    root: str
+    flavor: Literal["drupal", "static"]
+    port: int
+    address: str | None
+    aliases: list[str]
+    dir: str
+    files_path: str
+    files_dir: str
+    settings_file: str
+    maintenance_dir: str
+    vhost_file: str
+    backup_dir: str
+
+
+class SiteVars(SiteLayout):
+    """The ``site`` variable: its layout, and how it is served."""
+
+    url: str
+    https: bool
+
+
+class DatabaseVars(TypedDict):
+    """The ``db`` variable (and a clone's ``clone.db``)."""
+
+    engine: Literal["postgresql", "mariadb"]
+    name: str
+    user: str
+    password: SecretStr | None
+    host: str
+    port: int | None
+    socket: str | None
+    admin: str
+
+
+def site_layout(
+    domain: str,
+    platform: PlatformVars,
+    server: ServerVars,
+    files: FilesFields,
+    vhost: VhostFields,
+) -> SiteLayout:
+    root = platform["root"]
+    files_path = files.files_path or f"sites/{domain}/files"
+    if not files_path.startswith(f"sites/{domain}/"):
+        # Removing a site removes its directory: another site's files must never be in it.
+        raise InvalidInput(
+            f"files_path {files_path!r} must be inside sites/{domain}/, the site's own directory"
+        )
+    settings = "settings.php" if platform["flavor"] == "drupal" else "settings.json"
+    return {
+        "domain": domain,
+        "platform": platform["name"],
+        "root": root,
+        "flavor": platform["flavor"],
+        "port": vhost.port or server["http_port"],
+        "address": server["http_address"],
+        "aliases": [],
+        "dir": f"{root}/sites/{domain}",
+        "files_path": files_path,
+        "files_dir": f"{root}/{files_path}",
+        "settings_file": f"{root}/sites/{domain}/{settings}",
+        "maintenance_dir": f"{root}/sites/{domain}/maintenance",
+        "vhost_file": f"{server['nginx_sites_dir']}/{domain}.conf",
+        "backup_dir": f"{server['backup_dir']}/{domain}",
+    }
+
+
+def database_vars(domain: str, database: DatabaseFields, db_server: ServerVars) -> DatabaseVars:
+    postgresql = database.engine == "postgresql"
+    return {
+        "engine": database.engine,
+        "name": database.db_name or db_identifier(domain),
+        "user": database.db_user or db_identifier(domain),
+        "password": database.db_password,
+        "host": db_server["postgresql_host"] if postgresql else "localhost",
+        "port": db_server["postgresql_port"] if postgresql else None,
+        "socket": None if postgresql else db_server["mariadb_socket"],
+        "admin": db_server["postgresql_admin" if postgresql else "mariadb_admin"],
+    }
+
+
+def site_vars(view: TaskView) -> SiteVars:
+    """The ``site`` variable: where the site lives (a plugin's role may write there too)."""
+    site = view.entity
+    fields = site.fields_as(SiteFields)
+    platform = site.reference("platform")
+    server = server_vars(platform_server(platform))
+    files, vhost = view.values_of("files", FilesFields), view.values_of("vhost", VhostFields)
+    layout = site_layout(site.name, platform_vars(platform), server, files, vhost)
+    return {**layout, "url": site.url, "aliases": fields.aliases, "https": fields.https}
+
+
+def _variables(view: TaskView) -> AnsibleVariables:
+    """``server``, ``platform``, ``site``, ``db_server`` and ``db``, for every site role."""
+    site = view.entity
+    platform = site.reference("platform")
+    db_server = server_vars(site.reference("db_server"))
+    return {
+        "server": server_vars(platform_server(platform)),
+        "platform": platform_vars(platform),
+        "site": site_vars(view),
+        "db_server": db_server,
+        "db": database_vars(site.name, view.values_of("database", DatabaseFields), db_server),
+    }
+
+
+def _site_hosts(site: EntityInput) -> Hosts:
+    platform = site.reference("platform")
+    return Hosts(server_host(platform_server(platform)), server_host(site.reference("db_server")))
+
+
+def clone_vars(view: TaskView) -> AnsibleVariables:
+    """``clone``: the new site's layout and database, derived like the site's own."""
+    clone = view.values_of(view.key, CloneFields)
+    domain = clone.new_domain
+    platform = view.entity.reference("platform")
+    server = server_vars(platform_server(platform))
+    vhost = view.values_of("vhost", VhostFields)
+    engine = view.values_of("database", DatabaseFields).engine
+    database = DatabaseFields(engine=engine, db_password=clone.db_password)
+    layout = site_layout(domain, platform_vars(platform), server, FilesFields(), vhost)
+    return {
+        "clone": {
+            **layout,
+            "url": f"http://{domain}",
+            "db": database_vars(domain, database, server_vars(view.entity.reference("db_server"))),
+        }
+    }
+
+
+def restore_vars(view: TaskView) -> AnsibleVariables:
+    """``restore.archive``: the archive the backup task names, or the latest it wrote."""
+    chosen = view.values_of("backup_archive", BackupArchiveFields).path
+    path = chosen or view.outputs_of("backup_archive", BackupArchiveOutputs).path
+    server = server_vars(platform_server(view.entity.reference("platform")))
+    return {"restore": {"archive": f"{server['backup_dir']}/{path}" if path else None}}
+
+
+def migrate_vars(view: TaskView) -> AnsibleVariables:
+    """``target``: the platform the site moves to and where the site lives there."""
+    target = view.task.refs.get("target_platform")
+    if target is None:
+        return {}
+    new_platform = platform_vars(target)
+    server = server_vars(platform_server(view.entity.reference("platform")))
+    files, vhost = view.values_of("files", FilesFields), view.values_of("vhost", VhostFields)
+    return {
+        "target": {
+            "platform": new_platform,
+            "same_server": platform_server(target).name == server["name"],
+            "site": site_layout(view.entity.name, new_platform, server, files, vhost),
+        }
+    }
+
+
+ANSIBLE = AnsibleHosting(hosts=_site_hosts, variables=_variables)
