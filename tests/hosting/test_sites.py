@@ -295,7 +295,7 @@ def test_cancel_stops_the_playbook_and_undoes_the_install(hosting: Hosting) -> N
     site = hosting.site("cancelled.example.test", platform)
     run_id = hosting.request(site, "install", {"database": {"engine": "mariadb"}}).json()["id"]
     calls = root / "drush-calls.jsonl"
-    wait_for(calls.exists, "drush to start")
+    wait_for(calls.exists, "drush to start", 90)  # four tasks before it, on a loaded machine
     response = hosting.http.post(f"/api/v1/runs/{run_id}/cancel")
     assert response.status_code == 202, response.text
     run = hosting.stack.wait_status(hosting.http, run_id, {"cancelled"}, 60)
