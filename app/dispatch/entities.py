@@ -20,7 +20,8 @@ from app.entities.operation.models import Operation, OperationTask
 from app.entities.run import repository as runs
 from app.entities.run.states import FINAL
 from app.entities.task.models import TaskInstance
-from app.entities.team.models import Role, Team
+from app.entities.team import repository as teams
+from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput
 from app.security.principal import Principal
 
@@ -94,7 +95,7 @@ async def _team_for(session: AsyncSession, principal: Principal, wanted: str | N
     """The team asked for (where the user is admin), or the only one they administer."""
     if wanted is not None:
         team_id = uuid.UUID(wanted)
-        if not principal.can(team_id, Role.admin) or await session.get(Team, team_id) is None:
+        if not principal.can(team_id, Role.admin) or await teams.get(session, team_id) is None:
             raise InvalidInput.field(["body", "team_id"], f"no team {team_id} that you administer")
         return team_id
     mine = [team for team, role in principal.roles.items() if role == Role.admin]
