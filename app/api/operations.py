@@ -58,6 +58,6 @@ async def create_run(
 ) -> RunRead:
     ip = client_ip(request)
     run = await run_service.request(
-        session, catalog, redis, box, principal, operation.id, body.values, ip
+        session, catalog, redis, box, principal, operation, body.values, ip
     )
     return RunRead.model_validate(run)

@@ -15,7 +15,6 @@ from app.db import after_commit
 from app.dispatch.audit import record
 from app.dispatch.preconditions import check_state, check_values
 from app.dispatch.task_values import opened_form, snapshot_form, stored_form
-from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
 from app.entities.run.models import Run, RunTask
@@ -46,17 +45,18 @@ async def request(
     redis: QueueClient,
     box: SecretBox,
     principal: Principal,
-    operation_id: uuid.UUID,
+    operation: Operation,
     values: dict[str, dict[str, Any]],
     ip: str | None = None,
 ) -> Run:
     """Save the values on the task instances and create a queued run, atomically.
 
-    The run is enqueued only after the commit; if Redis is down then, the relay's sweep
-    enqueues it later: a run in the database is never lost.
+    ``operation``: as ``operations.get`` loads it (steps, tasks and entity), which the
+    routes' access dependency has done already. The run is enqueued only after the
+    commit; if Redis is down then, the relay's sweep enqueues it later: a run in the
+    database is never lost.
     """
-    operation = await operations.get(session, operation_id)
-    principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation_id}")
+    principal.require(operation.entity.team_id, Role.operator, f"operation with id {operation.id}")
     kind, op_type = operation_type(catalog, operation)
     check_state(kind, op_type, operation.entity)
     tasks = {step.task.key: step.task for step in operation.steps}

@@ -125,7 +125,7 @@ async def run_submit(
     if not errors:
         try:
             run = await run_service.request(
-                session, catalog, redis, box, principal, operation.id, values, client_ip(request)
+                session, catalog, redis, box, principal, operation, values, client_ip(request)
             )
         except InvalidInput as error:
             errors = {forms.error_name(e["loc"], 2): e["msg"] for e in reversed(error.errors)}
