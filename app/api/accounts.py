@@ -30,7 +30,7 @@ async def me(session: SessionDep, principal: PrincipalDep) -> Me:
 
 @router.get("/users", response_model=list[UserRead], summary="Users (site admins)")
 async def list_users(session: SessionDep, admin: SiteAdmin) -> list[UserRead]:
-    return [UserRead.model_validate(user) for user in await users.by_name(session)]
+    return [UserRead.model_validate(user) for user in await users.every(session)]
 
 
 @router.post("/users", response_model=UserRead, status_code=201, summary="Add a user (site admins)")

@@ -84,7 +84,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
         entity: Administered,
         body: EntityUpdate = Body(...),
     ) -> Any:
-        entity = await entity_service.change(session, principal, kind, entity.id, body)
+        entity = await entity_service.change(session, principal, kind, entity, body)
         return await views.entity_detail(session, principal, kind, entity)
 
     @router.delete(
@@ -96,7 +96,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
     async def delete_entity(
         session: SessionDep, principal: PrincipalDep, entity: Administered
     ) -> Response:
-        await entity_service.remove(session, principal, kind, entity.id)
+        await entity_service.remove(session, principal, kind, entity)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get(

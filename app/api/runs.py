@@ -61,7 +61,7 @@ async def cancel_run(
     run: RunOperate,
     request: Request,
 ) -> RunRead:
-    run = await run_service.cancel(session, redis, principal, run.id, client_ip(request))
+    run = await run_service.cancel(session, redis, principal, run, client_ip(request))
     return RunRead.model_validate(run)
 
 

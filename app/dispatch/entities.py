@@ -109,10 +109,11 @@ async def change(
     session: AsyncSession,
     principal: Principal,
     kind: EntityKind,
-    entity_id: uuid.UUID,
+    entity: Entity,
     body: EntityUpdate,
 ) -> Entity:
-    entity = await entities.get(session, entity_id, kind.name)
+    """``entity``: as ``entities.get`` loads it, which the routes' access type has done."""
+    entity_id = entity.id  # kept: the entity is expired before it is read again
     principal.require(entity.team_id, Role.admin, f"{kind.name} with id {entity_id}")
     if body.name is not None:
         name = _validate(_name_adapter(kind), body.name, ["body", "name"])
@@ -134,10 +135,9 @@ async def change(
 
 
 async def remove(
-    session: AsyncSession, principal: Principal, kind: EntityKind, entity_id: uuid.UUID
+    session: AsyncSession, principal: Principal, kind: EntityKind, entity: Entity
 ) -> None:
-    entity = await entities.get(session, entity_id, kind.name)
-    principal.require(entity.team_id, Role.admin, f"{kind.name} with id {entity_id}")
+    principal.require(entity.team_id, Role.admin, f"{kind.name} with id {entity.id}")
     users = (await entities.dependents_by_target(session, [entity.id])).get(entity.id, [])
     if users:
         names = ", ".join(f"{user.kind} {user.name}" for user in users)

@@ -96,11 +96,14 @@ async def cancel(
     session: AsyncSession,
     redis: QueueClient,
     principal: Principal,
-    run_id: uuid.UUID,
+    run: Run,
     ip: str | None = None,
 ) -> Run:
-    """A queued run is cancelled at once; a running one is asked to stop; 409 if ended."""
-    run = await runs.get(session, run_id)
+    """A queued run is cancelled at once; a running one is asked to stop; 409 if ended.
+
+    ``run``: as ``runs.get`` loads it, which the routes' access type has done.
+    """
+    run_id = run.id
     team_id = await runs.team_of(session, run)
     principal.require(team_id, Role.operator, f"run with id {run_id}")
     record(session, principal, "run.cancelled", target_kind="run", target_id=run_id,

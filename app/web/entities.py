@@ -285,7 +285,7 @@ async def entity_update(
                 if (value := posted.get(f"references.{role}"))
             },
         )
-        await entity_service.change(session, principal, kind, entity_id, body)
+        await entity_service.change(session, principal, kind, entity, body)
     except (forms.FormError, InvalidInput, Conflict) as error:
         await session.rollback()
         _keep_typed(posted, every)
@@ -309,7 +309,7 @@ async def entity_delete(
 ) -> Response:
     if posted.get("confirm") != entity.name:
         raise InvalidInput.field(["confirm"], f"type {entity.name} to confirm")
-    await entity_service.remove(session, principal, kind, entity.id)
+    await entity_service.remove(session, principal, kind, entity)
     return redirect(request, str(request.url_for("entity_list", plural=kind.plural)))
 
 

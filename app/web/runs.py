@@ -216,7 +216,7 @@ async def run_cancel(
     posted: CheckedForm,
     run: RunOperate,
 ) -> Response:
-    run = await run_service.cancel(session, redis, principal, run.id, client_ip(request))
+    run = await run_service.cancel(session, redis, principal, run, client_ip(request))
     if not is_htmx(request):
         return redirect(request, str(request.url_for("run_page", run_id=run.id)))
     context = await _run_context(session, principal, catalog, run)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,8 +109,8 @@ def test_verifying_a_server_and_a_platform_again_changes_nothing(again: Hosting)
 
 
 def test_deploying_the_same_commit_again_changes_nothing(again: Hosting) -> None:
-    url = _served_repository(again)
-    try:
+    page = "<h1>From git, again</h1>\n"
+    with again.served_git("again-git", page, host="localhost") as (url, _head):
         root = again.web / "platforms" / "again-git"
         body = {
             "name": "again-git",
@@ -122,33 +121,9 @@ def test_deploying_the_same_commit_again_changes_nothing(again: Hosting) -> None
         assert response.status_code == 201, response.text
         values = {"deploy": {"source": "git", "git_url": url}}
         first, second = run_twice(again, response.json(), "verify", values)
-    finally:
-        (again.nginx.sites_dir / "zz-again-git.conf").unlink()
-        again.nginx.reload()
     assert any("Clone" in task for task in first), first
     assert second == []
-    assert (root / "index.html").read_text() == "<h1>From git, again</h1>\n"
-
-
-def _served_repository(hosting: Hosting) -> str:
-    """A git repository served over HTTP by the test nginx, as ``localhost``."""
-    source, served = hosting.web / "again-src", hosting.web / "again-git-served"
-    source.mkdir()
-    (source / "index.html").write_text("<h1>From git, again</h1>\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.test"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(source)], check=True)
-    subprocess.run([*git, "-C", str(source), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(source), "commit", "-q", "-m", "first"], check=True)
-    subprocess.run(
-        ["git", "clone", "-q", "--bare", str(source), str(served / "app.git")], check=True
-    )
-    subprocess.run(["git", "-C", str(served / "app.git"), "update-server-info"], check=True)
-    listen = f"listen 127.0.0.1:{hosting.nginx.port}"
-    (hosting.nginx.sites_dir / "zz-again-git.conf").write_text(
-        f"server {{ {listen}; server_name localhost; root {served}; }}\n"
-    )
-    hosting.nginx.reload()
-    return f"http://localhost:{hosting.nginx.port}/app.git"
+    assert (root / "index.html").read_text() == page
 
 
 def _installed(hosting: Hosting, domain: str, platform: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -324,29 +323,11 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def test_platform_verify_deploys_a_codebase_from_git(hosting: Hosting) -> None:
     """A repository served over HTTP by the test nginx (git's "dumb" protocol)."""
-    source = hosting.web / "gitsrc"
-    source.mkdir()
-    (source / "index.html").write_text("<h1>From git</h1>\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.test"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(source)], check=True)
-    subprocess.run([*git, "-C", str(source), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(source), "commit", "-q", "-m", "first"], check=True)
-    head = subprocess.run(
-        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    served = hosting.web / "git"
-    served.mkdir()
-    subprocess.run(
-        ["git", "clone", "-q", "--bare", str(source), str(served / "app.git")], check=True
-    )
-    subprocess.run(["git", "-C", str(served / "app.git"), "update-server-info"], check=True)
-    listen = f"listen 127.0.0.1:{hosting.nginx.port}"
-    (hosting.nginx.sites_dir / "zz-git.conf").write_text(
-        f"server {{ {listen}; server_name 127.0.0.1; root {served}; }}\n"
-    )
-    hosting.nginx.reload()
+    with hosting.served_git("git", "<h1>From git</h1>\n") as (url, head):
+        _deploy_from_git(hosting, url, head)
 
+
+def _deploy_from_git(hosting: Hosting, url: str, head: str) -> None:
     root = hosting.web / "platforms" / "from-git"
     body = {
         "name": "from-git",
@@ -356,7 +337,6 @@ def test_platform_verify_deploys_a_codebase_from_git(hosting: Hosting) -> None:
     response = hosting.http.post("/api/v1/platforms", json=body)
     assert response.status_code == 201, response.text
     platform = response.json()
-    url = f"http://127.0.0.1:{hosting.nginx.port}/app.git"
     run = hosting.run(platform, "verify", {"deploy": {"source": "git", "git_url": url}})
     assert run["status"] == "succeeded", "\n".join(run["log"])
     assert (root / "index.html").read_text() == "<h1>From git</h1>\n"

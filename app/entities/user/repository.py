@@ -33,7 +33,7 @@ async def any_exists(session: AsyncSession) -> bool:
     return (await session.execute(select(User.id).limit(1))).first() is not None
 
 
-async def by_name(session: AsyncSession) -> list[User]:
+async def every(session: AsyncSession) -> list[User]:
     """Every user, by user name."""
     return list(await session.scalars(select(User).order_by(User.username)))
 
