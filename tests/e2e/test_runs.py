@@ -126,6 +126,8 @@ def test_cancel_a_queued_run(live: Stack) -> None:
         live.wait_status(http, first["id"], {"succeeded"})
         assert live.run(http, second["id"])["status"] == "cancelled"
         assert live.full_log(http, second["id"]) == [], "a cancelled queued run never ran"
+        log = http.get(f"/api/v1/runs/{second['id']}/log").json()
+        assert (log["lines"], log["complete"]) == ([], True), "nothing more will come"
 
 
 def _alive(pid: int) -> bool:

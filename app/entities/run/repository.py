@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
@@ -293,8 +293,15 @@ async def cancel(session: AsyncSession, run_id: uuid.UUID) -> RunStatus | None:
 
     ``None`` if it is being cancelled already; ``IllegalMove`` if it has ended.
     """
+    never_ran = Run.attempt == 0
+    ended: dict[str, Any] = {
+        "finished_at": utcnow(),
+        # A run that never started has no log to wait for: complete, with no line.
+        "log_emitted": case((never_ran, 0), else_=Run.log_emitted),
+        "log_complete": case((never_ran, True), else_=Run.log_complete),
+    }
     for to in (RunStatus.cancelled, RunStatus.cancelling):
-        values = {"finished_at": utcnow()} if to in states.FINAL else {}
+        values = ended if to in states.FINAL else {}
         if await _move(session, run_id, Move.cancel, to, values=values) is not None:
             return to
     current = await session.scalar(select(Run.status).where(Run.id == run_id))
