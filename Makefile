@@ -41,7 +41,7 @@ test: test-deps lint typecheck
 
 # The inner loop: all but the tiers that start the whole system or servers of their own.
 test-fast: lint typecheck
-	$(BIN)/pytest -m "not (e2e or hosting or browser or fuzz)"
+	$(BIN)/pytest -m "not (e2e or hosting or browser or fuzz or slow)"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -30,6 +30,7 @@ TIER_BY_PATH = {
     "tests/hosting/": "hosting",
     "tests/browser/": "browser",
     "tests/test_openapi_fuzz.py": "fuzz",
+    "tests/faults/": "slow",
 }
 # Fixtures that start the whole system as processes, wherever the test lives.
 E2E_FIXTURES = {"embedded"}

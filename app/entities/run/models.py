@@ -38,6 +38,9 @@ class Run(Base):
     # Which worker holds (or last held) the lease, and why the run ended as it did.
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Attempts whose worker was lost or stopped: {attempt, worker, at, why}, oldest first.
+    # Kept when a later attempt runs, so the run says what happened to each.
+    lost_attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONData, default=list)
 
     tasks: Mapped[list[RunTask]] = relationship(
         lazy="raise",
