@@ -30,6 +30,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from bench.arq_worker import NOOP, SPAWN
 from bench.cpu import Meter
 from bench.report import Figure, Report, render_markdown, render_table
+from bench.sections import keep_sections
 from bench.system import ArqWorkerProcess, BenchStack, Database, machine
 from tests.fixtures.catalog import SCRIPT
 
@@ -753,7 +754,7 @@ def main() -> int:
         stack.stop()
         db.remove()
     print(render_table(report))
-    RESULTS.write_text(render_markdown(report))
+    RESULTS.write_text(keep_sections(render_markdown(report)))
     say(f"wrote {RESULTS}")
     return 0
 
