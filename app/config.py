@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     run_lease: Duration = timedelta(seconds=15)
     run_heartbeat: Duration = timedelta(seconds=3)
     sweep_interval: Duration = timedelta(seconds=1)
+    # Attempts a run gets when its worker keeps being lost (a task that kills its worker
+    # every time): after the last, the run ends lost instead of being run again.
+    run_max_attempts: int = Field(default=3, ge=1)
+    # A worker asked to stop (SIGTERM) lets its runs finish this long, then stops them:
+    # it hands back those safe to run again, and cancels the others.
+    worker_stop_grace: Duration = timedelta(seconds=30)
     # Queued runs older than this are enqueued again, in case Redis never got them.
     requeue_after: Duration = timedelta(seconds=5)
     # Between SIGTERM and SIGKILL when a run is cancelled.

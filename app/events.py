@@ -56,7 +56,18 @@ class ExitEvent(TypedDict):
     at: float
 
 
-Event = LogEvent | OutputEvent | TaskEvent | ExitEvent
+class LostEvent(TypedDict):
+    """Sent by the sweeper once it has settled an attempt whose worker is gone: the line
+    that ends that attempt's log, stored after every line the attempt sent."""
+
+    t: Literal["lost"]
+    run: str
+    attempt: int
+    line: str
+    at: float
+
+
+Event = LogEvent | OutputEvent | TaskEvent | ExitEvent | LostEvent
 
 
 def status_message(
@@ -85,6 +96,14 @@ async def publish(redis: Redis, messages: Iterable[tuple[str, str]]) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         for channel, message in messages:
             pipe.publish(channel, message)
+        await pipe.execute()
+
+
+async def send_events(redis: Redis, events: Iterable[Event]) -> None:
+    """Append events to the stream, in order, in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.xadd(EVENTS_STREAM, encode(event))  # type: ignore[arg-type]
         await pipe.execute()
 
 

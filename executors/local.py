@@ -1,8 +1,9 @@
 """The local executor: one command on the control machine, from an argv list.
 
-The command runs in its own process group and working directory; stdout and stderr
-are streamed line by line as they come. Values reach it as one argv element per
-placeholder, and in full (secrets included) in a JSON file named by
+The command runs under a shepherd (``executors.shepherd``: it dies with the worker,
+and takes the command's whole tree with it), in its own process group and working
+directory; stdout and stderr are streamed line by line as they come. Values reach it
+as one argv element per placeholder, and in full (secrets included) in a JSON file named by
 ``$AEGIR_TASK_FILE``, readable by its owner only. A stdout line
 ``::output:: {"name": value}`` writes outputs back instead of being logged.
 """
@@ -14,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from app.catalog.inputs import plain_values
+from executors import shepherd
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
@@ -72,10 +75,13 @@ class LocalExecutor:
         argv = fill_argv(self.argv, context)
         cwd = context.work_dir / context.run_id
         cwd.mkdir(parents=True, exist_ok=True)
+        if shutil.which(argv[0]) is None:
+            raise ExecutorUnavailable(f"cannot start {argv[0]}: no such program")
         task_file = _write_task_file(cwd, context)
+        guarded = shepherd.command(shepherd.record_for(context), context.cancel_grace, argv)
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv,
+                *guarded,
                 cwd=cwd,
                 env=_environment(task_file, context),
                 stdin=asyncio.subprocess.DEVNULL,

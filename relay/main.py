@@ -24,10 +24,10 @@ from app.catalog.registry import Catalog, catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, session_scope
 from app.dispatch.queueing import next_runs
-from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish
+from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_events
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
 from relay import store
-from relay.sweeper import sweep
+from relay.sweeper import Sweeper
 
 logger = logging.getLogger("aegir.relay")
 
@@ -130,13 +130,16 @@ class Relay:
 
     async def sweep_forever(self) -> None:
         interval = self.settings.sweep_interval.total_seconds()
+        sweeper = Sweeper(self.sessionmaker, self.catalog, self.settings)
         while True:
             try:
-                async with session_scope(self.sessionmaker) as session:
-                    swept = await sweep(session, self.catalog, self.settings)
+                swept = await sweeper.sweep()
                 for run_id in swept.release:
                     await release_run(self.redis, run_id)
                 await publish(self.redis, swept.messages)
+                # After the lost attempt's own lines: the relay closes its log, then
+                # enqueues the run again if it was requeued.
+                await send_events(self.redis, swept.lost)
                 await _enqueue(self.redis, swept.enqueue)
             except (RedisError, OSError, SQLAlchemyError) as error:
                 logger.warning("relay: sweep failed (%s); next time", error)

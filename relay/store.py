@@ -22,6 +22,7 @@ from app.events import (
     Event,
     ExitEvent,
     LogEvent,
+    LostEvent,
     OutputEvent,
     TaskEvent,
     run_channel,
@@ -59,12 +60,20 @@ async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]
             await _task(session, event, applied)
         elif event["t"] == "exit":
             await _exit(session, catalog, fences[uuid.UUID(event["run"])], event, applied)
-    await runs.mark_log_complete(session, {uuid.UUID(e["run"]) for e in logs} | _exited(current))
+        elif event["t"] == "lost":
+            await _lost(session, event, applied)
+    touched = {uuid.UUID(e["run"]) for e in logs} | _ended(current)
+    for run_id in await runs.mark_log_complete(session, touched):
+        fence = fences[run_id]
+        if fence.status == RunStatus.queued:
+            # An attempt lost or handed back: its log is whole, the next may start.
+            applied.finished_entities.add(fence.entity_id)
     return applied
 
 
-def _exited(events: Sequence[Event]) -> set[uuid.UUID]:
-    return {uuid.UUID(e["run"]) for e in events if e["t"] == "exit"}
+def _ended(events: Sequence[Event]) -> set[uuid.UUID]:
+    """Runs whose attempt said it ended (exit), or was said to be lost."""
+    return {uuid.UUID(e["run"]) for e in events if e["t"] in ("exit", "lost")}
 
 
 async def _insert_lines(session: AsyncSession, logs: list[LogEvent], applied: Applied) -> None:
@@ -114,6 +123,17 @@ async def _task(session: AsyncSession, event: TaskEvent, applied: Applied) -> No
     await runs.record_task(session, run_id, event["position"], event["status"], at)
     body = {"type": "task", "position": event["position"], "status": event["status"]}
     applied.messages.append((run_channel(event["run"]), json.dumps(body)))
+
+
+async def _lost(session: AsyncSession, event: LostEvent, applied: Applied) -> None:
+    """The line that ends a lost attempt's log, once (the sweeper may send it again)."""
+    run_id = uuid.UUID(event["run"])
+    at = datetime.fromtimestamp(event["at"], UTC)
+    seq = await runs.log_lost_attempt(session, run_id, event["attempt"], event["line"], at)
+    if seq is None:
+        return
+    body = {"type": "log", "lines": [(seq, "system", event["line"], event["at"])]}
+    applied.messages.append((run_channel(run_id), json.dumps(body)))
 
 
 async def _exit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 import httpx
@@ -24,9 +25,9 @@ from app.entities.run.states import (
     after_expired_lease,
     check,
 )
-from app.events import ExitEvent
+from app.events import Event, ExitEvent, LogEvent
 from relay import store
-from relay.sweeper import sweep
+from relay.sweeper import Sweeper, Swept
 from tests.fixtures.factories import make_server, operation_id
 
 LEASE = timedelta(minutes=5)
@@ -84,9 +85,10 @@ async def test_a_stale_attempts_finish_and_renewal_change_nothing(
 ) -> None:
     [run_id] = await _queued(client, 1)
     assert await _claim(app, run_id, GONE) == 1
-    async with session_scope(app.state.sessionmaker) as session:
-        settled = await runs.settle(session, await runs.get(session, run_id), unsafe=())
-    assert settled is not None and settled[0] == RunStatus.queued
+    swept = await _sweep(app)
+    assert (await _run(app, run_id)).status == RunStatus.queued
+    assert await _claim(app, run_id) is None, "not before the lost attempt's log is closed"
+    await _relay(app, swept.lost)
     assert await _claim(app, run_id) == 2
 
     assert await _finish(app, run_id, 1, RunStatus.succeeded) is None
@@ -105,7 +107,8 @@ async def test_the_relay_refuses_a_stale_attempts_exit(
     [run_id] = await _queued(client, 1)
     assert await _claim(app, run_id, GONE) == 1
     async with session_scope(app.state.sessionmaker) as session:
-        await runs.settle(session, await runs.get(session, run_id), unsafe=("server_verify",))
+        run = await runs.get(session, run_id)
+        await runs.settle(session, run, unsafe=("server_verify",), max_attempts=3, processes="")
     exit_1: ExitEvent = {"t": "exit", "run": str(run_id), "attempt": 1, "status": "succeeded",
                          "code": 0, "first_seq": 1, "last_seq": 0, "at": time.time()}  # fmt: skip
     async with session_scope(app.state.sessionmaker) as session:
@@ -123,8 +126,7 @@ async def test_cancelling_ends_cancelled_when_the_worker_is_gone(
     assert await _claim(app, run_id, GONE) == 1
     response = await client.post(f"/api/v1/runs/{run_id}/cancel")
     assert response.json()["status"] == RunStatus.cancelling
-    async with session_scope(app.state.sessionmaker) as session:
-        swept = await sweep(session, app.state.catalog, app.state.settings)
+    swept = await _sweep(app)
     assert run_id not in swept.enqueue + swept.release, "a cancelled run is never run again"
     run = (await client.get(f"/api/v1/runs/{run_id}")).json()
     assert run["status"] == RunStatus.cancelled
@@ -152,8 +154,47 @@ def test_no_move_takes_a_cancelling_run_anywhere_but_an_end(move: Move) -> None:
 
 
 def test_an_expired_lease_settles_cancelling_as_cancelled_even_if_safe_to_rerun() -> None:
-    move, status, _why = after_expired_lease(RunStatus.cancelling, 1, unsafe=())
+    move, status, _why = after_expired_lease(RunStatus.cancelling, 1, unsafe=(), max_attempts=3)
     assert (move, status) == (Move.lose, RunStatus.cancelled)
+
+
+def test_a_run_whose_worker_keeps_dying_is_lost_after_the_last_attempt() -> None:
+    assert after_expired_lease(RunStatus.running, 2, (), max_attempts=3)[1] == RunStatus.queued
+    move, status, why = after_expired_lease(RunStatus.running, 3, (), max_attempts=3)
+    assert (move, status) == (Move.lose, RunStatus.lost)
+    assert "3 attempts" in why
+
+
+async def test_a_lost_attempts_log_ends_with_why_and_is_complete(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    [run_id] = await _queued(client, 1)
+    assert await _claim(app, run_id, GONE) == 1
+    line: LogEvent = {"t": "log", "run": str(run_id), "attempt": 1,
+                      "lines": [(1, "stdout", "before the worker died", time.time())]}  # fmt: skip
+    swept = await _sweep(app)
+    assert not (await _run(app, run_id)).log_complete
+    # Sent twice (a rescan): said once.
+    await _relay(app, [line, *swept.lost, *swept.lost])
+    run = await _run(app, run_id)
+    assert (run.log_complete, run.log_emitted) == (True, 2)
+    log = (await client.get(f"/api/v1/runs/{run_id}/log")).json()["lines"]
+    assert log[0]["line"] == "before the worker died"
+    assert log[1]["stream"] == "system"
+    assert log[1]["line"].startswith("attempt 1 was lost at ")
+    assert "worker gone" in log[1]["line"]
+    assert "no process of it was left running" in log[1]["line"]
+    [kept] = run.lost_attempts
+    assert kept["attempt"] == 1 and "worker gone" in kept["why"]
+
+
+async def _sweep(app: FastAPI) -> Swept:
+    return await Sweeper(app.state.sessionmaker, app.state.catalog, app.state.settings).sweep()
+
+
+async def _relay(app: FastAPI, events: Sequence[Event]) -> store.Applied:
+    async with session_scope(app.state.sessionmaker) as session:
+        return await store.apply(session, app.state.catalog, events)
 
 
 @pytest.mark.parametrize(

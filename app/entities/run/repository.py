@@ -210,9 +210,19 @@ async def claim(
         "lease_expires_at": now + lease,
         "worker": worker,
         "error": None,
+        "log_emitted": None,
+        "log_complete": False,
     }
+    # A new attempt waits until the last one's log is complete (its lines, and the line
+    # saying why it ended): its lines then follow, never collide with, the old ones.
+    previous_logged = or_(Run.attempt == 0, Run.log_complete.is_(True))
     moved = await _move(
-        session, run_id, Move.claim, RunStatus.running, also=[~_ahead()], values=values
+        session,
+        run_id,
+        Move.claim,
+        RunStatus.running,
+        also=[~_ahead(), previous_logged],
+        values=values,
     )
     return None if moved is None else moved.attempt
 
@@ -268,24 +278,73 @@ async def finish(
 
 
 async def settle(
-    session: AsyncSession, run: Run, unsafe: Collection[str]
-) -> tuple[RunStatus, str] | None:
-    """Lose or requeue a run whose lease expired: its new status and why.
+    session: AsyncSession, run: Run, unsafe: Collection[str], max_attempts: int, processes: str
+) -> tuple[RunStatus, dict[str, Any]] | None:
+    """Lose or requeue a run whose lease expired: its new status, and what the run now
+    keeps of the attempt (``lost_attempt``: why, when, its processes).
 
-    ``unsafe``: its task types that are not safe to run again. ``None`` if its worker
-    renewed the lease meanwhile. Either way the entity is free for its next run.
+    ``unsafe``: its task types that are not safe to run again; ``processes``: what became
+    of the attempt's processes, said in its log. ``None`` if its worker renewed the lease
+    meanwhile. Either way the entity is free for its next run (which may be this one).
     """
-    move, to, why = states.after_expired_lease(run.status, run.attempt, unsafe)
+    move, to, why = states.after_expired_lease(run.status, run.attempt, unsafe, max_attempts)
     final = to in states.FINAL
-    values = {"error": why, "lease_expires_at": None, "finished_at": utcnow() if final else None}
-    expired = Run.lease_expires_at < utcnow()
+    now = utcnow()
+    lost = lost_attempt(run.attempt, run.worker, now, why, processes)
+    values = {
+        "error": why,
+        "lease_expires_at": None,
+        "finished_at": now if final else None,
+        "lost_attempts": [*run.lost_attempts, lost],
+    }
+    expired = Run.lease_expires_at < now
     moved = await _move(
         session, run.id, move, to, attempt=run.attempt, also=[expired], values=values
     )
     if moved is None:
         return None
     await _close_tasks(session, run.id, final)
-    return to, why
+    return to, lost
+
+
+def lost_attempt(
+    attempt: int, worker: str | None, at: datetime, why: str, processes: str
+) -> dict[str, Any]:
+    """What a run keeps of an attempt that ended without its worker finishing it."""
+    return {
+        "attempt": attempt,
+        "worker": worker,
+        "at": at.isoformat(),
+        "why": why,
+        "processes": processes,
+    }
+
+
+async def hand_back(
+    session: AsyncSession, run_id: uuid.UUID, attempt: int, why: str, last_seq: int
+) -> bool:
+    """A stopping worker gives its running run back to the queue (every task safe to run
+    again); ``False`` if the run is no longer its to give (a cancel, a lost lease)."""
+    current = await session.execute(
+        select(Run.lost_attempts, Run.worker).where(Run.id == run_id, Run.attempt == attempt)
+    )
+    row = current.first()
+    if row is None:
+        return False
+    lost = lost_attempt(attempt, row.worker, utcnow(), why, "stopped by its worker")
+    values = {
+        "error": why,
+        "lease_expires_at": None,
+        "log_emitted": last_seq,
+        "lost_attempts": [*row.lost_attempts, lost],
+    }
+    moved = await _move(
+        session, run_id, Move.requeue, RunStatus.queued, attempt=attempt, values=values
+    )
+    if moved is None:
+        return False
+    await _close_tasks(session, run_id, final=False)
+    return True
 
 
 async def cancel(session: AsyncSession, run_id: uuid.UUID) -> RunStatus | None:
@@ -369,15 +428,19 @@ async def insert_log_lines(session: AsyncSession, rows: Sequence[dict[str, Any]]
         await session.execute(statement, rows[start : start + INSERT_CHUNK])
 
 
-async def mark_log_complete(session: AsyncSession, run_ids: Collection[uuid.UUID]) -> None:
-    """Complete once every line 1..last the worker emitted is stored (none missing)."""
+async def mark_log_complete(
+    session: AsyncSession, run_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Complete once every line 1..last the worker emitted is stored (none missing);
+    the runs marked complete now."""
     if not run_ids:
-        return
+        return set()
     rows = await session.execute(
         select(Run.id, Run.log_emitted).where(
             Run.id.in_(run_ids), Run.log_emitted.is_not(None), Run.log_complete.is_(False)
         )
     )
+    completed: set[uuid.UUID] = set()
     for run_id, emitted in rows:
         stored = await session.scalar(
             select(func.count())
@@ -386,6 +449,52 @@ async def mark_log_complete(session: AsyncSession, run_ids: Collection[uuid.UUID
         )
         if stored == emitted:
             await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
+            completed.add(run_id)
+    return completed
+
+
+async def lost_unlogged(session: AsyncSession, limit: int = 500) -> list[Run]:
+    """Runs whose last attempt ended without its worker (settled by the lease) and whose
+    log does not say so yet."""
+    query = (
+        select(Run)
+        .where(
+            Run.attempt > 0,
+            Run.log_emitted.is_(None),
+            Run.status.in_((RunStatus.queued, RunStatus.lost, RunStatus.cancelled)),
+        )
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def log_lost_attempt(
+    session: AsyncSession, run_id: uuid.UUID, attempt: int, line: str, at: datetime
+) -> int | None:
+    """The line that ends a lost attempt's log, after every line it sent: its number,
+    and the attempt's log is then whole. ``None`` if said already (or not this attempt).
+
+    Called by the relay in stream order: the attempt's worker is gone, so nothing of it
+    comes after the sweeper's event.
+    """
+    seq = await last_seq(session, run_id) + 1
+    written = await session.execute(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.attempt == attempt,
+            Run.log_emitted.is_(None),
+            Run.status.not_in(ACTIVE),
+        )
+        .values(log_emitted=seq)
+        .returning(Run.id)
+    )
+    if written.first() is None:
+        return None
+    await insert_log_lines(
+        session, [{"run_id": run_id, "seq": seq, "stream": "system", "line": line, "at": at}]
+    )
+    return seq
 
 
 async def log_after(

@@ -73,7 +73,8 @@ MOVES: Mapping[Move, Mapping[RunStatus, frozenset[RunStatus]]] = {
         RunStatus.running: _to(RunStatus.lost),
         RunStatus.cancelling: _to(RunStatus.cancelled),
     },
-    # Only a running run, and only when every task is safe to run again.
+    # Only a running run, and only when every task is safe to run again: by the sweeper
+    # (its worker is gone), or by its worker handing it back as it shuts down.
     Move.requeue: {RunStatus.running: _to(RunStatus.queued)},
 }
 
@@ -101,19 +102,20 @@ def sources(move: Move, new: str | None = None) -> frozenset[RunStatus]:
 
 
 def after_expired_lease(
-    status: str, attempt: int, unsafe: Collection[str]
+    status: str, attempt: int, unsafe: Collection[str], max_attempts: int
 ) -> tuple[Move, RunStatus, str]:
     """Lose or requeue a run whose worker stopped renewing its lease: the move, where
-    it leads, and why. ``unsafe``: the run's task types that are not safe to run again.
+    it leads, and why. ``unsafe``: the run's task types that are not safe to run again;
+    ``max_attempts``: how many attempts a run gets before it is lost for good (a task
+    that kills its worker every time would otherwise be run for ever).
     """
+    gone = f"its worker stopped renewing the lease during attempt {attempt} (worker gone)"
     if status == RunStatus.cancelling:
-        why = "cancelled; its worker was gone, so the lease settled it"
-        return Move.lose, RunStatus.cancelled, why
+        return Move.lose, RunStatus.cancelled, f"cancelled; {gone}, so the lease settled it"
     if unsafe:
-        why = (
-            f"its worker stopped renewing the lease during attempt {attempt}; "
-            f"not run again, as {', '.join(sorted(set(unsafe)))} is not safe to re-run"
-        )
+        why = f"{gone}; not run again, as {', '.join(sorted(set(unsafe)))} is not safe to re-run"
         return Move.lose, RunStatus.lost, why
-    why = f"its worker was lost during attempt {attempt}; running it again"
-    return Move.requeue, RunStatus.queued, why
+    if attempt >= max_attempts:
+        why = f"{gone}; not run again: {attempt} attempts lost their worker, the most allowed"
+        return Move.lose, RunStatus.lost, why
+    return Move.requeue, RunStatus.queued, f"{gone}; running it again"
