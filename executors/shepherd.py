@@ -13,9 +13,11 @@ starts in milliseconds), which:
   descendant can be found and stopped, and none escapes to init;
 - on its own exit stops what the command left behind (background processes), saying so
   on stderr, which the worker logs;
-- records itself (pid, process group, start time) in ``RECORD`` while it lives, so the
+- records itself (pid, process group, start time) in ``RECORD`` while it lives, and tags
+  the command's environment (``AEGIR_RUN_PROCESS``, inherited by all it starts), so the
   sweeper on the same machine can find and stop a run's processes before it settles the
-  run, should the shepherd itself have been killed too.
+  run, should the shepherd itself have been killed too (the tag is how Jenkins' process
+  tree killer finds a build's strays).
 
 The command stays in the shepherd's process group, so the worker's SIGTERM/SIGKILL to
 the group on a cancel or timeout reaches it as before.
@@ -38,6 +40,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the shepherd itself runs with the standard library only
     from executors.base import TaskContext
 
+# In the environment of every process of a run (inherited by what the command starts,
+# even in a session of its own): how the sweeper finds them once the shepherd is gone.
+TAG = "AEGIR_RUN_PROCESS"
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 # Sent by the kernel when the worker (our parent) dies.
@@ -95,9 +100,9 @@ def stop_recorded(records: Iterable[Path], wait: float = 5.0) -> Stopped:
         if found is None:
             path.unlink(missing_ok=True)
             continue
-        pid, pgid, start = found
+        pid, pgid, start, tag = found
         alive = _start_time(pid) == start
-        targets = _members(pgid) | (_descendants(pid) | {pid} if alive else set())
+        targets = _members(pgid) | _tagged(tag) | (_descendants(pid) | {pid} if alive else set())
         targets.discard(os.getpid())
         for target in targets:
             _signal(target, signal.SIGKILL)
@@ -109,12 +114,32 @@ def stop_recorded(records: Iterable[Path], wait: float = 5.0) -> Stopped:
     return Stopped(stopped, left)
 
 
-def _record(path: Path) -> tuple[int, int, int] | None:
+def _record(path: Path) -> tuple[int, int, int, str] | None:
     try:
         data = json.loads(path.read_text())
-        return int(data["pid"]), int(data["pgid"]), int(data["start"])
+        return int(data["pid"]), int(data["pgid"]), int(data["start"]), str(data["tag"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _tag(record: Path) -> str:
+    return record.name.removesuffix(".json")
+
+
+def _tagged(tag: str) -> set[int]:
+    """Processes whose environment carries ``tag`` (those we may read: ours)."""
+    marker = f"{TAG}={tag}".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.add(int(entry))
+    return found
 
 
 def _wait_gone(pids: set[int], wait: float) -> set[int]:
@@ -185,6 +210,14 @@ def _signal(pid: int, signum: signal.Signals) -> None:
 # The shepherd itself.
 
 
+def _say(line: str) -> None:
+    """A line for the run's log, on stderr; lost without harm when no one reads it any
+    more (the worker died: its end of the pipe is closed)."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"aegir: {line}\n")
+        sys.stderr.flush()
+
+
 def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
@@ -220,7 +253,12 @@ class Shepherd:
 
     def _write_record(self) -> None:
         me = os.getpid()
-        body = {"pid": me, "pgid": os.getpgid(0), "start": _start_time(me)}
+        body = {
+            "pid": me,
+            "pgid": os.getpgid(0),
+            "start": _start_time(me),
+            "tag": _tag(self.record),
+        }
         self.record.parent.mkdir(parents=True, exist_ok=True)
         self.record.write_text(json.dumps(body))
 
@@ -231,6 +269,7 @@ class Shepherd:
                 signal.signal(PARENT_DIED, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                os.environ[TAG] = _tag(self.record)
                 os.execvp(self.argv[0], self.argv)  # noqa: S606 - an argv list, no shell
             except OSError as error:
                 sys.stderr.write(f"cannot start {self.argv[0]}: {error.strerror}\n")
@@ -254,18 +293,14 @@ class Shepherd:
     def _stop_leftovers(self, child: int) -> None:
         left = _descendants(os.getpid())
         if left:
-            sys.stderr.write(
-                f"aegir: the command (pid {child}) left {len(left)} process(es) running; "
-                "stopping them\n"
-            )
-            sys.stderr.flush()
+            _say(f"the command (pid {child}) left {len(left)} process(es) running; stopping them")
             self._kill(left)
 
     def _stop_tree(self, why: str) -> None:
         """The worker is gone: nothing of this run may go on. Then exit."""
-        targets = _descendants(os.getpid()) | _members(os.getpgid(0))
+        targets = _descendants(os.getpid()) | _members(os.getpgid(0)) | _tagged(_tag(self.record))
         targets.discard(os.getpid())
-        sys.stderr.write(f"aegir: {why}; stopping {len(targets)} process(es) of the run\n")
+        _say(f"{why}; stopping {len(targets)} process(es) of the run")
         self._kill(targets)
         self.record.unlink(missing_ok=True)
         os._exit(137)

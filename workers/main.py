@@ -65,8 +65,11 @@ class WakeableWorker(Worker):
                 logger.warning("%s: Redis unavailable (%s); retrying", self.queue_name, error)
                 await asyncio.sleep(0.5)
                 continue
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can leave a cancelled
+            # task waiting for ever here (seen at shutdown), so the worker never exited.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
+                async with asyncio.timeout(self.poll_delay_s):
+                    await self.wake.wait()
 
 
 class WorkerContext(TypedDict):
@@ -168,7 +171,7 @@ async def serve_worker(settings: Settings) -> None:
     tasks.append(asyncio.create_task(_listen(state, wakers)))
     logger.info("worker %s ready", state.name)
     await stop.wait()
-    logger.info("worker %s stopping: cancelling its runs", state.name)
+    logger.info("worker %s stopping: no new runs", state.name)
     await _shutdown(state, wakers, tasks)
     await redis.aclose()
     await engine.dispose()
@@ -177,13 +180,22 @@ async def serve_worker(settings: Settings) -> None:
 async def _shutdown(
     state: WorkerState, wakers: dict[str, WakeableWorker], tasks: list[asyncio.Task[Any]]
 ) -> None:
+    """Take no new job; let the running ones finish within the stop grace; then stop them
+    (runs safe to run again are handed back, the others end cancelled) and wait for that."""
     for worker in wakers.values():
         worker.allow_pick_jobs = False
-    stop_all(state)
     running = [t for worker in wakers.values() for t in worker.tasks.values()]
     if running:
-        grace = state.settings.cancel_grace.total_seconds() + 5
-        await asyncio.wait(running, timeout=grace)
+        logger.info("worker %s: waiting for %d jobs to finish", state.name, len(running))
+        _done, pending = await asyncio.wait(
+            running, timeout=state.settings.worker_stop_grace.total_seconds()
+        )
+        if pending:
+            logger.info("worker %s: stopping %d runs still going", state.name, len(pending))
+            state.stopping = True
+            stop_all(state)
+            # Their executors stop within the cancel grace; their ends are then recorded.
+            await asyncio.wait(pending, timeout=state.settings.cancel_grace.total_seconds() + 10)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

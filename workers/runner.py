@@ -42,6 +42,8 @@ class WorkerState:
     name: str
     box: SecretBox
     cancels: dict[uuid.UUID, asyncio.Event] = field(default_factory=dict)
+    # Set when the worker is asked to stop (SIGTERM): runs stopped now are handed back.
+    stopping: bool = False
 
 
 async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
@@ -57,20 +59,58 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     emitter = RunEmitter(
         state.redis, str(run_id), claimed.attempt, claimed.first_seq, claimed.secrets
     )
-    heartbeat = asyncio.create_task(_heartbeat(state, claimed, cancel))
+    heartbeat = asyncio.create_task(_heartbeat(state, claimed, cancel, emitter))
     try:
         status, code = await _run_steps(state, claimed, emitter, cancel)
     finally:
         await cancel_quietly(heartbeat)
         state.cancels.pop(run_id, None)
+    error = None
+    if state.stopping and status == RunStatus.cancelled:
+        if await _hand_back(state, claimed, emitter):
+            return RunStatus.queued
+        error = f"its worker {state.name} was shut down before the run ended"
     await emitter.exit(status, code)
     await emitter.close()
-    await _finish(state, claimed, status, code, emitter.seq)
+    await _finish(state, claimed, status, code, emitter.seq, error)
     return status
 
 
+async def _hand_back(state: WorkerState, claimed: lease.Claim, emitter: RunEmitter) -> bool:
+    """The worker is shutting down: give the run back to the queue, to run again on a
+    worker that stays, if every task is safe to run again and the run is still ours
+    (not cancelled meanwhile). ``False``: it ends here instead."""
+    if not all(step.task_type.safe_to_rerun for step in claimed.steps):
+        return False
+    why = f"its worker {state.name} was shut down during attempt {claimed.attempt}; handed back"
+    await emitter.log("system", f"attempt {claimed.attempt} stopped: {why} to run again")
+    try:
+        async with session_scope(state.sessionmaker) as session:
+            handed = await runs.hand_back(
+                session, claimed.run_id, claimed.attempt, why, emitter.seq
+            )
+    except Exception:
+        logger.warning("run %s: not handed back", claimed.run_id, exc_info=True)
+        return False  # finished as cancelled instead; the line above stays true
+    if not handed:
+        return False
+    # The relay closes this attempt's log on this event, then enqueues the run again.
+    await emitter.exit(RunStatus.queued, EXIT_CANCELLED)
+    await emitter.close()
+    await publish(
+        state.redis,
+        status_messages(claimed.run_id, RunStatus.queued, claimed.entity["id"], error=why),
+    )
+    return True
+
+
 async def _finish(
-    state: WorkerState, claimed: lease.Claim, status: str, code: int, last: int
+    state: WorkerState,
+    claimed: lease.Claim,
+    status: str,
+    code: int,
+    last: int,
+    error: str | None = None,
 ) -> None:
     """Record the end ourselves, while the lease is still ours.
 
@@ -81,7 +121,7 @@ async def _finish(
         try:
             async with session_scope(state.sessionmaker) as session:
                 entity_id = await runs.finish(
-                    session, claimed.run_id, claimed.attempt, status, code, last
+                    session, claimed.run_id, claimed.attempt, status, code, last, error=error
                 )
                 if entity_id is not None:
                     # Stored before the run reads as ended, so the next run sees them.
@@ -221,9 +261,18 @@ def _skip(emitter: RunEmitter, claimed: lease.Claim, steps: list[lease.Step], st
         _task_status(emitter, claimed, step.position, status)
 
 
-async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.Event) -> None:
-    """Renew the lease; a cancel request, or a lease taken from us, stops the run."""
+async def _heartbeat(
+    state: WorkerState, claimed: lease.Claim, cancel: asyncio.Event, emitter: RunEmitter
+) -> None:
+    """Renew the lease; a cancel request, or a lease taken from us, stops the run.
+
+    A lease this worker cannot renew (the database unreachable from here) stops the run
+    before the lease runs out: once it has, the sweeper may give the run to another
+    worker, and nothing of this attempt may still be running then.
+    """
     interval = state.settings.run_heartbeat.total_seconds()
+    lease_s = state.settings.run_lease.total_seconds()
+    renewed = time.monotonic()
     while True:
         await asyncio.sleep(interval)
         try:
@@ -233,7 +282,16 @@ async def _heartbeat(state: WorkerState, claimed: lease.Claim, cancel: asyncio.E
                 )
         except Exception:
             logger.warning("run %s: lease not renewed this time", claimed.run_id, exc_info=True)
+            if time.monotonic() - renewed > lease_s - 2 * interval:
+                await emitter.log(
+                    "system",
+                    f"the lease could not be renewed for {time.monotonic() - renewed:.0f}s; "
+                    "stopping this attempt before the lease runs out",
+                )
+                cancel.set()
+                return
             continue
+        renewed = time.monotonic()
         if status is None:
             logger.warning(
                 "run %s: lease lost; stopping attempt %s", claimed.run_id, claimed.attempt

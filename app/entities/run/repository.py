@@ -261,17 +261,21 @@ async def finish(
     code: int,
     last_seq: int,
     at: datetime | None = None,
+    error: str | None = None,
 ) -> uuid.UUID | None:
     """Record how the run ended, if ``attempt`` still holds it: its entity, now free.
 
     Both the worker and the relay (from the exit event) record it; the second is refused.
+    ``error``: why it ended so, when the worker knows more than the status says.
     """
-    values = {
+    values: dict[str, Any] = {
         "exit_code": code,
         "finished_at": at or utcnow(),
         "log_emitted": last_seq,
         "lease_expires_at": None,
     }
+    if error is not None:
+        values["error"] = error
     to = RunStatus(status)
     moved = await _move(session, run_id, Move.finish, to, attempt=attempt, values=values)
     return None if moved is None else moved.entity_id

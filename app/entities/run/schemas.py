@@ -30,6 +30,14 @@ class RunSummary(Schema):
     finished_at: datetime | None
 
 
+class LostAttempt(Schema):
+    attempt: int
+    worker: str | None = Field(description="The worker that held the attempt.")
+    at: datetime = Field(description="When the attempt was settled or handed back.")
+    why: str = Field(description="Why it ended without finishing the run.")
+    processes: str = Field(description="What became of the attempt's processes.")
+
+
 class RunRead(RunSummary):
     attempt: int
     values: dict[str, Any] = Field(description="Values sent for this run; secrets left out.")
@@ -38,6 +46,10 @@ class RunRead(RunSummary):
     log_complete: bool
     worker: str | None = Field(description="The worker that holds (or last held) the run.")
     error: str | None = Field(description="Why the run ended as it did, when Aegir knows more.")
+    lost_attempts: list[LostAttempt] = Field(
+        description="Attempts whose worker was lost or stopped before the run ended, oldest "
+        "first: each was settled (its processes stopped) before the next could start."
+    )
     tasks: list[RunTaskRead]
 
 
