@@ -1,6 +1,6 @@
 """The local executor: one command on the control machine, from an argv list.
 
-The command runs under a shepherd (``executors.shepherd``: it dies with the worker,
+The command runs under a shepherd (``executors.processes``: it dies with the worker,
 and takes the command's whole tree with it), in its own process group and working
 directory; stdout and stderr are streamed line by line as they come. Values reach it
 as one argv element per placeholder, and in full (secrets included) in a JSON file named by
@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from app.catalog.inputs import plain_values
-from executors import shepherd
+from executors import processes
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
@@ -78,7 +78,7 @@ class LocalExecutor:
         if shutil.which(argv[0]) is None:
             raise ExecutorUnavailable(f"cannot start {argv[0]}: no such program")
         task_file = _write_task_file(cwd, context)
-        guarded = shepherd.command(shepherd.record_for(context), context.cancel_grace, argv)
+        guarded = processes.command(processes.record_for(context), context.cancel_grace, argv)
         try:
             process = await asyncio.create_subprocess_exec(
                 *guarded,

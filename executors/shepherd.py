@@ -3,8 +3,8 @@
 A worker killed with SIGKILL cannot stop what it started: its commands live on,
 orphaned, changing a server that Aegir believes idle while the run is settled or run
 again. So a command is not started by the worker itself but by this small process
-(``python -I -S shepherd.py RECORD GRACE -- argv...``, standard library only, so it
-starts in milliseconds), which:
+(``python -I -S shepherd.py RECORD GRACE -- argv...``; see ``executors.processes``),
+which:
 
 - asks the kernel for a signal when its parent (the worker) dies (``PR_SET_PDEATHSIG``),
   and then stops the whole tree: SIGTERM, ``GRACE`` seconds, SIGKILL;
@@ -13,32 +13,24 @@ starts in milliseconds), which:
   descendant can be found and stopped, and none escapes to init;
 - on its own exit stops what the command left behind (background processes), saying so
   on stderr, which the worker logs;
-- records itself (pid, process group, start time) in ``RECORD`` while it lives, and tags
-  the command's environment (``AEGIR_RUN_PROCESS``, inherited by all it starts), so the
-  sweeper on the same machine can find and stop a run's processes before it settles the
-  run, should the shepherd itself have been killed too (the tag is how Jenkins' process
-  tree killer finds a build's strays).
+- records itself (pid, process group, start time, tag) in ``RECORD`` while it lives, and
+  tags the command's environment (``AEGIR_RUN_PROCESS``, inherited by all it starts), so
+  the sweeper on the same machine can find and stop a run's processes before it settles
+  the run, should the shepherd itself have been killed too (the tag is how Jenkins'
+  process tree killer finds a build's strays).
 
 The command stays in the shepherd's process group, so the worker's SIGTERM/SIGKILL to
-the group on a cancel or timeout reaches it as before.
+the group on a cancel or timeout reaches it as before. It imports only what it must
+(no pathlib, json or dataclasses): it starts before every command of every run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the shepherd itself runs with the standard library only
-    from executors.base import TaskContext
 
 # In the environment of every process of a run (inherited by what the command starts,
 # even in a session of its own): how the sweeper finds them once the shepherd is gone.
@@ -47,123 +39,21 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 # Sent by the kernel when the worker (our parent) dies.
 PARENT_DIED = signal.SIGUSR2
-HERE = Path(__file__).resolve()
 
 
-def command(record: Path, grace: float, argv: Iterable[str]) -> list[str]:
-    """The argv that runs ``argv`` under a shepherd recording itself in ``record``."""
-    return [sys.executable, "-I", "-S", str(HERE), str(record), f"{grace:g}", "--", *argv]
+def tag_of(record: str) -> str:
+    """A record's tag: its file name without the extension."""
+    return os.path.basename(record).rsplit(".", 1)[0]
 
 
-def records(work_dir: Path) -> Path:
-    """Where the shepherds of runs started with this work directory record themselves."""
-    return work_dir / "processes"
+# /proc, read the way ps does; shared with the sweeper (executors.processes).
 
 
-def record_for(context: TaskContext) -> Path:
-    """A fresh record for one command of ``context``'s task."""
-    name = f"{context.run_id}.{context.attempt}.{context.key}.{os.urandom(4).hex()}.json"
-    return records(context.work_dir) / name
-
-
-def records_of_run(work_dir: Path, run_id: str) -> list[Path]:
-    """The records of every attempt of the run still on this machine."""
-    return sorted(records(work_dir).glob(f"{run_id}.*.json"))
-
-
-# What the sweeper calls: the processes a dead worker's run left on this machine.
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """What ``stop_recorded`` found and did."""
-
-    stopped: int  # processes killed
-    left: int  # processes still alive after the wait (uninterruptible, or not ours)
-
-    def describe(self) -> str:
-        if not self.stopped and not self.left:
-            return "no process of it was left running"
-        said = f"{self.stopped} process{'es' if self.stopped != 1 else ''} of it stopped"
-        return said if not self.left else f"{said}; {self.left} could not be stopped"
-
-
-def stop_recorded(records: Iterable[Path], wait: float = 5.0) -> Stopped:
-    """Kill every process of the recorded shepherds (alive or not): their trees and groups.
-
-    A record whose shepherd is gone still names its process group, whose members may
-    have outlived it. Each record is removed once nothing of it is left.
-    """
-    stopped = left = 0
-    for path in records:
-        found = _record(path)
-        if found is None:
-            path.unlink(missing_ok=True)
-            continue
-        pid, pgid, start, tag = found
-        alive = _start_time(pid) == start
-        targets = _members(pgid) | _tagged(tag) | (_descendants(pid) | {pid} if alive else set())
-        targets.discard(os.getpid())
-        for target in targets:
-            _signal(target, signal.SIGKILL)
-        remaining = _wait_gone(targets, wait)
-        stopped += len(targets) - len(remaining)
-        left += len(remaining)
-        if not remaining:
-            path.unlink(missing_ok=True)
-    return Stopped(stopped, left)
-
-
-def _record(path: Path) -> tuple[int, int, int, str] | None:
-    try:
-        data = json.loads(path.read_text())
-        return int(data["pid"]), int(data["pgid"]), int(data["start"]), str(data["tag"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _tag(record: Path) -> str:
-    return record.name.removesuffix(".json")
-
-
-def _tagged(tag: str) -> set[int]:
-    """Processes whose environment carries ``tag`` (those we may read: ours)."""
-    marker = f"{TAG}={tag}".encode()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.add(int(entry))
-    return found
-
-
-def _wait_gone(pids: set[int], wait: float) -> set[int]:
-    deadline = time.monotonic() + wait
-    remaining = {pid for pid in pids if _exists(pid)}
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.02)
-        remaining = {pid for pid in remaining if _exists(pid)}
-    return remaining
-
-
-def _exists(pid: int) -> bool:
-    """Alive and not a zombie (a zombie has stopped; only its parent's wait is missing)."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-# /proc, read the way ps does.
-
-
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
+def stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgid, start time in clock ticks since boot) of ``pid``."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
     except OSError:
         return None
     # The command name is in parentheses and may hold spaces or parentheses itself.
@@ -171,22 +61,28 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
 
 
-def _start_time(pid: int) -> int | None:
-    stat = _stat(pid)
-    return None if stat is None else stat[3]
+def start_time(pid: int) -> int | None:
+    found = stat(pid)
+    return None if found is None else found[3]
 
 
-def _all() -> dict[int, tuple[str, int, int, int]]:
+def exists(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has stopped; only its parent's wait is missing)."""
+    found = stat(pid)
+    return found is not None and found[0] != "Z"
+
+
+def _table() -> dict[int, tuple[str, int, int, int]]:
     table = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
-            table[int(entry)] = stat
+        if entry.isdigit() and (found := stat(int(entry))) is not None:
+            table[int(entry)] = found
     return table
 
 
-def _descendants(root: int) -> set[int]:
+def descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
-    for pid, (_state, ppid, _pgid, _start) in _all().items():
+    for pid, (_state, ppid, _pgid, _start) in _table().items():
         children.setdefault(ppid, []).append(pid)
     found: set[int] = set()
     todo = [root]
@@ -198,13 +94,33 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-def _members(pgid: int) -> set[int]:
-    return {pid for pid, stat in _all().items() if stat[2] == pgid and stat[0] != "Z"}
+def members(pgid: int) -> set[int]:
+    """The live processes of a process group."""
+    return {pid for pid, found in _table().items() if found[2] == pgid and found[0] != "Z"}
 
 
-def _signal(pid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+def tagged(tag: str) -> set[int]:
+    """Processes whose environment carries ``tag`` (those we may read: ours)."""
+    marker = f"{TAG}={tag}".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.add(int(entry))
+    return found
+
+
+def send(pid: int, signum: signal.Signals) -> None:
+    try:  # noqa: SIM105 - contextlib would cost the shepherd's start-up an import
         os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # The shepherd itself.
@@ -213,9 +129,11 @@ def _signal(pid: int, signum: signal.Signals) -> None:
 def _say(line: str) -> None:
     """A line for the run's log, on stderr; lost without harm when no one reads it any
     more (the worker died: its end of the pipe is closed)."""
-    with contextlib.suppress(OSError):
+    try:
         sys.stderr.write(f"aegir: {line}\n")
         sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def _prctl(option: int, value: int) -> None:
@@ -225,8 +143,9 @@ def _prctl(option: int, value: int) -> None:
 
 
 class Shepherd:
-    def __init__(self, record: Path, grace: float, argv: list[str]) -> None:
+    def __init__(self, record: str, grace: float, argv: list[str]) -> None:
         self.record = record
+        self.tag = tag_of(record)
         self.grace = grace
         self.argv = argv
         self.parent = os.getppid()
@@ -249,18 +168,19 @@ class Shepherd:
             self._stop_leftovers(child)
             return code
         finally:
-            self.record.unlink(missing_ok=True)
+            self._remove_record()
 
     def _write_record(self) -> None:
         me = os.getpid()
-        body = {
-            "pid": me,
-            "pgid": os.getpgid(0),
-            "start": _start_time(me),
-            "tag": _tag(self.record),
-        }
-        self.record.parent.mkdir(parents=True, exist_ok=True)
-        self.record.write_text(json.dumps(body))
+        os.makedirs(os.path.dirname(self.record) or ".", exist_ok=True)
+        with open(self.record, "w") as handle:
+            handle.write(f"{me} {os.getpgid(0)} {start_time(me)} {self.tag}\n")
+
+    def _remove_record(self) -> None:
+        try:  # noqa: SIM105 - as in send()
+            os.unlink(self.record)
+        except OSError:
+            pass
 
     def _spawn(self) -> int:
         child = os.fork()
@@ -269,7 +189,7 @@ class Shepherd:
                 signal.signal(PARENT_DIED, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-                os.environ[TAG] = _tag(self.record)
+                os.environ[TAG] = self.tag
                 os.execvp(self.argv[0], self.argv)  # noqa: S606 - an argv list, no shell
             except OSError as error:
                 sys.stderr.write(f"cannot start {self.argv[0]}: {error.strerror}\n")
@@ -291,29 +211,36 @@ class Shepherd:
                 return code if code >= 0 else 128 - code  # killed by signal N: 128 + N
 
     def _stop_leftovers(self, child: int) -> None:
-        left = _descendants(os.getpid())
+        # A subreaper with no child at all has no descendant either (an orphan would
+        # have become our child): the common case, answered without reading /proc.
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                pass
+        except ChildProcessError:
+            return
+        left = descendants(os.getpid())
         if left:
             _say(f"the command (pid {child}) left {len(left)} process(es) running; stopping them")
             self._kill(left)
 
     def _stop_tree(self, why: str) -> None:
         """The worker is gone: nothing of this run may go on. Then exit."""
-        targets = _descendants(os.getpid()) | _members(os.getpgid(0)) | _tagged(_tag(self.record))
+        targets = descendants(os.getpid()) | members(os.getpgid(0)) | tagged(self.tag)
         targets.discard(os.getpid())
         _say(f"{why}; stopping {len(targets)} process(es) of the run")
         self._kill(targets)
-        self.record.unlink(missing_ok=True)
+        self._remove_record()
         os._exit(137)
 
     def _kill(self, targets: set[int]) -> None:
         for pid in targets:
-            _signal(pid, signal.SIGTERM)
+            send(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline and any(_exists(pid) for pid in targets):
+        while time.monotonic() < deadline and any(exists(pid) for pid in targets):
             self._reap()
             time.sleep(0.02)
-        for pid in _descendants(os.getpid()) | {p for p in targets if _exists(p)}:
-            _signal(pid, signal.SIGKILL)
+        for pid in descendants(os.getpid()) | {p for p in targets if exists(p)}:
+            send(pid, signal.SIGKILL)
         deadline = time.monotonic() + self.grace + 5
         while self._reap() and time.monotonic() < deadline:
             pass
@@ -333,7 +260,7 @@ def main(args: list[str]) -> int:
     if len(args) < 4 or args[2] != "--":
         sys.stderr.write("usage: shepherd.py RECORD GRACE -- COMMAND [ARG...]\n")
         return 2
-    return Shepherd(Path(args[0]), float(args[1]), args[3:]).run()
+    return Shepherd(args[0], float(args[1]), args[3:]).run()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Settle runs whose worker is gone, and enqueue runs that Redis never got.
 
 Before a run whose worker is gone is settled (lost, cancelled, or queued again), every
-process its attempt started on this machine is stopped (``executors.shepherd``): no
+process its attempt started on this machine is stopped (``executors.processes``): no
 process of a dead worker's run survives its settling, and a new attempt never starts
 beside an old one. Then the attempt's log is closed with a line saying what happened,
 sent through the events stream after the attempt's own lines.
@@ -27,7 +27,7 @@ from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.states import RunStatus
 from app.events import LostEvent, status_messages
-from executors import shepherd
+from executors import processes
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class Sweeper:
                 "processes there were not checked"
             )
         assert self.settings.work_dir is not None
-        records = shepherd.records_of_run(self.settings.work_dir, str(run.id))
-        result = shepherd.stop_recorded(records)
+        records = processes.records_of_run(self.settings.work_dir, str(run.id))
+        result = processes.stop_recorded(records)
         if result.left:
             logger.warning("run %s: %s; settling it later", run.id, result.describe())
             return None

@@ -59,12 +59,17 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     emitter = RunEmitter(
         state.redis, str(run_id), claimed.attempt, claimed.first_seq, claimed.secrets
     )
-    heartbeat = asyncio.create_task(_heartbeat(state, claimed, cancel, emitter))
+    fenced = asyncio.Event()
+    heartbeat = asyncio.create_task(_heartbeat(state, claimed, cancel, emitter, fenced))
     try:
         status, code = await _run_steps(state, claimed, emitter, cancel)
     finally:
         await cancel_quietly(heartbeat)
         state.cancels.pop(run_id, None)
+    if fenced.is_set():
+        # The lease is not ours: its lines go out, its end is the lease's to settle.
+        await emitter.close()
+        return None
     error = None
     if state.stopping and status == RunStatus.cancelled:
         if await _hand_back(state, claimed, emitter):
@@ -262,13 +267,18 @@ def _skip(emitter: RunEmitter, claimed: lease.Claim, steps: list[lease.Step], st
 
 
 async def _heartbeat(
-    state: WorkerState, claimed: lease.Claim, cancel: asyncio.Event, emitter: RunEmitter
+    state: WorkerState,
+    claimed: lease.Claim,
+    cancel: asyncio.Event,
+    emitter: RunEmitter,
+    fenced: asyncio.Event,
 ) -> None:
     """Renew the lease; a cancel request, or a lease taken from us, stops the run.
 
-    A lease this worker cannot renew (the database unreachable from here) stops the run
-    before the lease runs out: once it has, the sweeper may give the run to another
-    worker, and nothing of this attempt may still be running then.
+    A lease this worker has not renewed for a whole lease (the database unreachable from
+    here) stops the attempt, which is then the lease's to settle (``fenced``): from then
+    on the sweeper may give the run to another worker, and nothing of this attempt may
+    still be running. An outage shorter than the lease is ridden out.
     """
     interval = state.settings.run_heartbeat.total_seconds()
     lease_s = state.settings.run_lease.total_seconds()
@@ -280,14 +290,15 @@ async def _heartbeat(
                 status = await runs.renew(
                     session, claimed.run_id, claimed.attempt, state.settings.run_lease
                 )
-        except Exception:
-            logger.warning("run %s: lease not renewed this time", claimed.run_id, exc_info=True)
-            if time.monotonic() - renewed > lease_s - 2 * interval:
+        except Exception as error:
+            logger.warning("run %s: lease not renewed this time (%s)", claimed.run_id, error)
+            if time.monotonic() - renewed >= lease_s:
                 await emitter.log(
                     "system",
-                    f"the lease could not be renewed for {time.monotonic() - renewed:.0f}s; "
-                    "stopping this attempt before the lease runs out",
+                    f"the lease could not be renewed for {time.monotonic() - renewed:.0f}s "
+                    "(the database is unreachable from this worker); stopping this attempt",
                 )
+                fenced.set()
                 cancel.set()
                 return
             continue
@@ -296,6 +307,7 @@ async def _heartbeat(
             logger.warning(
                 "run %s: lease lost; stopping attempt %s", claimed.run_id, claimed.attempt
             )
+            fenced.set()
             cancel.set()
             return
         if status == RunStatus.cancelling:

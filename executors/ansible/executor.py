@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.catalog.types import AnsibleRole
-from executors import shepherd
+from executors import processes
 from executors.ansible.variables import SshAccess, hosts_of, inventory, variables
 from executors.base import (
     EXIT_CANCELLED,
@@ -64,8 +64,8 @@ class AnsibleExecutor:
         try:
             runner = _prepare(base, self.role, self.roles, extra, hosts, context.work_dir)
             # ansible-playbook, its forks and what they run die with the worker.
-            record = shepherd.record_for(context)
-            runner.command = shepherd.command(record, context.cancel_grace, runner.command)
+            record = processes.record_for(context)
+            runner.command = processes.command(record, context.cancel_grace, runner.command)
             return await _drive(runner, context, emit, cancel)
         finally:
             await asyncio.to_thread(shutil.rmtree, base, True)

@@ -48,8 +48,8 @@ def _ensure_worker(stack: Stack) -> None:
 
 
 def _shepherds(stack: Stack) -> list[int]:
-    records = (stack.root / "var" / "work" / "processes").glob("*.json")
-    return [json.loads(path.read_text())["pid"] for path in records]
+    records = (stack.root / "var" / "work" / "processes").glob("*.rec")
+    return [int(path.read_text().split()[0]) for path in records]
 
 
 def _said(stack: Stack, http: httpx.Client, run_id: str, text: str) -> bool:
