@@ -25,6 +25,7 @@ from app.redis import create_client
 from app.security.crypto import SecretBox
 from app.security.gate import AuthGate
 from app.state import AppState, app_state
+from app.unavailable import DatabaseUnavailable
 from app.web import router as dashboard
 
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         same_site="lax",
         https_only=settings.https,
     )
+    app.add_middleware(DatabaseUnavailable)  # outermost: the gate reads the database too
     state = AppState()
     state.settings = settings
     state.catalog = catalog

@@ -69,6 +69,14 @@ class RedisServer:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer on {self.host}:{self.port}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would. Acknowledged writes survive it: Redis writes them to
+        its append-only file before it answers (the fsync, which only a crash of the whole
+        machine needs, follows within a second)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return

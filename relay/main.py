@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -26,6 +27,7 @@ from app.db import create_engine, create_sessionmaker, session_scope
 from app.dispatch.queueing import next_runs
 from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_events
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
+from app.unavailable import database_unreachable
 from relay import store
 from relay.sweeper import Sweeper
 
@@ -56,6 +58,13 @@ class Relay:
         self.name = name
         # Fault injection for the tests: die after the Nth commit, before acknowledging.
         self.exit_after_commits = int(os.environ.get("AEGIR_FAULT_RELAY_EXIT_AFTER_COMMITS", "0"))
+        self.outage = Outage()
+        self.redis_outage = Outage()
+        self.sweep_outage = Outage()
+        # Set when a sweep could not reach the database; once it is back, no lease is
+        # settled before ``hold_until`` (see ``_may_sweep``).
+        self.blind = False
+        self.hold_until = 0.0
 
     async def ensure_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
@@ -73,14 +82,21 @@ class Relay:
                     entries = await self._claim_orphans()
                 if entries:
                     await self.handle(entries)
-            except (RedisError, OSError) as error:
-                logger.warning("relay: Redis unavailable (%s); retrying", error)
+                    self.outage.ended("relay: events stored again")
+                self.redis_outage.ended("relay: Redis back")
+            except (RedisError, OSError, SQLAlchemyError) as error:
+                # Nothing was acknowledged: the entries stay pending, read again from "0".
                 backlog = True
-                await asyncio.sleep(0.5)
-            except SQLAlchemyError:
-                logger.exception("relay: database write failed; the events stay pending")
-                backlog = True
-                await asyncio.sleep(1)
+                await asyncio.sleep(self._failed(error))
+
+    def _failed(self, error: Exception) -> float:
+        """Say why (once per outage, not once per retry); the seconds to wait."""
+        if database_unreachable(error):
+            return self.outage.began(f"relay: database unreachable ({error}); events stay pending")
+        if isinstance(error, SQLAlchemyError):
+            logger.exception("relay: database write failed; the events stay pending")
+            return 1.0
+        return self.redis_outage.began(f"relay: Redis unavailable ({error}); retrying")
 
     async def _read(self, start: str) -> list[Entry]:
         block = None if start == "0" else BLOCK_MS
@@ -133,17 +149,62 @@ class Relay:
         sweeper = Sweeper(self.sessionmaker, self.catalog, self.settings)
         while True:
             try:
-                swept = await sweeper.sweep()
-                for run_id in swept.release:
-                    await release_run(self.redis, run_id)
-                await publish(self.redis, swept.messages)
-                # After the lost attempt's own lines: the relay closes its log, then
-                # enqueues the run again if it was requeued.
-                await send_events(self.redis, swept.lost)
-                await _enqueue(self.redis, swept.enqueue)
+                if await self._may_sweep():
+                    await self._sweep(sweeper)
+                self.sweep_outage.ended("relay: sweeping again")
             except (RedisError, OSError, SQLAlchemyError) as error:
-                logger.warning("relay: sweep failed (%s); next time", error)
+                if database_unreachable(error):
+                    self.blind = True
+                    self.sweep_outage.began(f"relay: sweep failed ({error}); until it is back")
+                else:
+                    logger.warning("relay: sweep failed (%s); next time", error)
             await asyncio.sleep(interval)
+
+    async def _may_sweep(self) -> bool:
+        """No lease is settled until live workers had one lease to renew theirs after a
+        database outage: while it lasted they could not renew, and expired leases then
+        say nothing about which workers are gone."""
+        loop = asyncio.get_running_loop()
+        if self.blind:
+            async with self.sessionmaker() as session:
+                await session.connection()  # raises while the database is still away
+            self.blind = False
+            lease = self.settings.run_lease.total_seconds()
+            self.hold_until = loop.time() + lease
+            logger.warning("relay: database back; settling no lease for %.0f s", lease)
+        return loop.time() >= self.hold_until
+
+    async def _sweep(self, sweeper: Sweeper) -> None:
+        swept = await sweeper.sweep()
+        for run_id in swept.release:
+            await release_run(self.redis, run_id)
+        await publish(self.redis, swept.messages)
+        # After the lost attempt's own lines: the relay closes its log, then enqueues
+        # the run again if it was requeued.
+        await send_events(self.redis, swept.lost)
+        await _enqueue(self.redis, swept.enqueue)
+
+
+class Outage:
+    """Retries while the database (or Redis) is away: logged when that begins and ends."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = 0.0
+
+    def began(self, message: str) -> float:
+        """The seconds to wait before the next try."""
+        if self.since is None:
+            self.since = time.monotonic()
+            self.delay = 0.25
+            logger.warning(message)
+        self.delay = min(self.delay * 2, 2.0)
+        return self.delay
+
+    def ended(self, message: str) -> None:
+        if self.since is not None:
+            logger.warning("%s after %.1f s", message, time.monotonic() - self.since)
+            self.since = None
 
 
 async def _enqueue(redis: QueueClient, run_ids: Iterable[uuid.UUID]) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import faults
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
@@ -30,6 +31,10 @@ async def _session(request: Request, state: StateDep) -> AsyncIterator[AsyncSess
     writes = request.method not in SAFE_METHODS
     async with session_scope(state.sessionmaker, writes=writes) as session:
         yield session
+        if writes:
+            faults.point("api-before-commit")
+    if writes:
+        faults.point("api-after-commit")
 
 
 def _catalog(state: StateDep) -> Catalog:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.deps import StateDep
 from app.queue import QueueClient
+from app.unavailable import RETRY_AFTER_SECONDS
 
 router = APIRouter(tags=["health"])
 
@@ -33,11 +34,10 @@ async def readyz(state: StateDep) -> JSONResponse:
         "database": await _database(state.engine, timeout),
         "redis": await _redis(state.redis, timeout),
     }
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ok", "checks": checks})
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse({"status": "unavailable", "checks": checks}, 503, headers=retry)
 
 
 async def _database(engine: AsyncEngine, seconds: float) -> str:
