@@ -5,6 +5,7 @@ clear 503 (never a 500) while the database is away."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import threading
@@ -12,6 +13,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -23,25 +26,64 @@ from app.db import create_engine
 from app.events import EVENTS_STREAM
 from app.faults import FAULT_EXIT_CODE
 from tests.fixtures.services import RestartablePostgres
-from tests.fixtures.stack import Stack, running_stack, wait_for
+from tests.fixtures.stack import LEASE, Stack, running_stack, wait_for
 
 OUTAGE = 10.0
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 
-@pytest.fixture
-def pg_stack() -> Iterator[tuple[Stack, RestartablePostgres]]:
+@contextmanager
+def _pg_stack(lease: float) -> Iterator[tuple[Stack, RestartablePostgres]]:
     """A PostgreSQL of its own, that the test stops and starts, and a stack on it."""
     server = RestartablePostgres()
     try:
         server.start()
-        # A lease longer than the outage: a worker that cannot renew its lease for a
-        # whole lease stops its attempt (test_orphans); a shorter outage is ridden out.
-        lease = str(OUTAGE + 10)
-        with running_stack(server.create_database(), AEGIR_RUN_LEASE=lease) as stack:
+        with running_stack(server.create_database(), AEGIR_RUN_LEASE=str(lease)) as stack:
             yield stack, server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def pg_stack() -> Iterator[tuple[Stack, RestartablePostgres]]:
+    """A lease longer than the outage: the worker rides it out."""
+    with _pg_stack(OUTAGE + 10) as found:
+        yield found
+
+
+@pytest.mark.timeout(300)
+def test_postgresql_stopped_for_longer_than_the_lease(tmp_path: Path) -> None:
+    """Fault: PostgreSQL stopped for 10 s, twice the lease (5 s), while a safe run's
+    command runs (with a child and a stray of its own).
+
+    Checked: the worker, unable to renew its lease for a whole lease, stops the attempt
+    itself (it cannot know whether the sweeper can still reach the database and give
+    the run to another worker) and says so in the log; once the database is back, the
+    lease settles the attempt and the run is run again: attempt 2 found none of attempt
+    1's processes alive, the run succeeds, keeps the lost attempt, and its log says,
+    between the attempts, why attempt 1 ended.
+    """
+    pids = tmp_path / "pids"
+    with _pg_stack(LEASE) as (stack, server), stack.client() as http:
+        app = stack.make_app(http, "pg-outage-long")
+        run = stack.trigger(http, app, "probe", {"probe": {"pids": str(pids), "sleep": 60}})
+        wait_for(lambda: pids.exists(), "attempt 1 to start", timeout=60)
+        first = [int(pid) for pid in pids.read_text().split()]
+        server.stop()
+        time.sleep(2 * LEASE)
+        server.start()
+        done = stack.wait_status(http, run["id"], FINAL, timeout=120)
+        wait_for(lambda: stack.run(http, run["id"])["log_complete"], "the log to be complete")
+        lines = [x["line"] for x in stack.full_log(http, run["id"])]
+    assert (done["status"], done["attempt"]) == ("succeeded", 2)
+    attempts = [json.loads(x) for x in Path(f"{pids}.log").read_text().splitlines()]
+    assert len(attempts) == 2
+    assert not set(attempts[1]["alive_before"]) & set(first)
+    stopped = next(i for i, x in enumerate(lines) if "lease could not be renewed" in x)
+    lost = next(i for i, x in enumerate(lines) if x.startswith("attempt 1 was lost at"))
+    second = max(i for i, x in enumerate(lines) if "attempt started" in x)
+    assert stopped < lost < second
+    assert done["lost_attempts"][0]["attempt"] == 1
 
 
 @pytest.mark.timeout(300)
