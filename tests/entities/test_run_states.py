@@ -235,3 +235,15 @@ async def test_cancelling_an_ended_run_raises_and_answers_409(
     assert response.status_code == 409
     assert response.json()["detail"] == "the run has already ended: succeeded"
     assert (await _run(app, run_id)).status == RunStatus.succeeded
+
+
+async def test_a_lost_attempt_on_another_machine_says_it_was_not_checked(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    [run_id] = await _queued(client, 1)
+    async with session_scope(app.state.sessionmaker) as session:
+        assert await runs.claim(session, run_id, GONE, "elsewhere.example:4242") == 1
+    swept = await _sweep(app)
+    [event] = swept.lost
+    assert "worker elsewhere.example:4242" in event["line"]
+    assert "cannot reach" in event["line"] and "not checked" in event["line"]
