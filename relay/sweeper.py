@@ -74,7 +74,9 @@ class Sweeper:
             swept.enqueue.extend(await stale_queued(session, now - self.settings.requeue_after))
             if time.monotonic() - self.rescanned > RESCAN_LOST:
                 self.rescanned = time.monotonic()
-                swept.lost.extend(lost_line(run) for run in await runs.lost_unlogged(session))
+                sent = {event["run"] for event in swept.lost}
+                unlogged = await runs.lost_unlogged(session)
+                swept.lost.extend(lost_line(run) for run in unlogged if str(run.id) not in sent)
         return swept
 
     def _stop_processes(self, run: Run) -> str | None:

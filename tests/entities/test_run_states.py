@@ -244,6 +244,6 @@ async def test_a_lost_attempt_on_another_machine_says_it_was_not_checked(
     async with session_scope(app.state.sessionmaker) as session:
         assert await runs.claim(session, run_id, GONE, "elsewhere.example:4242") == 1
     swept = await _sweep(app)
-    [event] = swept.lost
+    [event] = [event for event in swept.lost if event["run"] == str(run_id)]
     assert "worker elsewhere.example:4242" in event["line"]
     assert "cannot reach" in event["line"] and "not checked" in event["line"]
