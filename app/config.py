@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # SQLite, one writer at a time: a process's writes wait their turn in memory (at
+    # most this many, for at most this long, else 503 with Retry-After), and the one
+    # whose turn it is waits this long for another process (worker, relay) to let go.
+    sqlite_write_queue: int = Field(default=200, ge=1)
+    sqlite_write_wait: Duration = timedelta(seconds=20)
+    sqlite_busy_timeout: Duration = timedelta(seconds=20)
+
 
 @lru_cache
 def get_settings() -> Settings:

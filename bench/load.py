@@ -52,6 +52,7 @@ LOG_MARKERS = (
     "end not recorded",
     "lease not renewed",
     "Exception in ASGI application",
+    "answered 500",
 )
 
 
