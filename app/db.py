@@ -150,10 +150,10 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
-    """The engine for ``url``; on SQLite, with its write gate and busy timeout from
-    ``settings`` (by default this process's own, ``get_settings()``)."""
+    """The engine for ``url``, tuned by ``settings`` (by default this process's own,
+    ``get_settings()``): on SQLite its write gate and busy timeout, elsewhere its pool."""
+    settings = settings or get_settings()
     if url.startswith("sqlite"):
-        settings = settings or get_settings()
         engine = create_async_engine(url)
         pragmas = _sqlite_pragmas(settings.sqlite_busy_timeout.total_seconds())
         event.listen(engine.sync_engine, "connect", pragmas)
@@ -161,7 +161,12 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         wait = settings.sqlite_write_wait.total_seconds()
         _GATES[engine.sync_engine] = WriteGate(settings.sqlite_write_queue, wait)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_overflow,
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import WritesBusy
@@ -85,12 +86,16 @@ async def _aegir_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
-async def _writes_busy(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, WritesBusy)
+async def _database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    """A write that got no turn, or no pooled connection, in time: come back shortly."""
+    if isinstance(exc, WritesBusy):
+        detail = f"the database is busy with other writes: {exc}"
+    else:
+        detail = "every database connection is busy; try again"
     return JSONResponse(
-        {"detail": f"the database is busy with other writes: {exc}"},
+        {"detail": detail},
         status_code=503,
-        headers={"Retry-After": str(exc.retry_after)},
+        headers={"Retry-After": str(WritesBusy.retry_after)},
     )
 
 
@@ -104,7 +109,8 @@ async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AegirError, _aegir_error)
-    app.add_exception_handler(WritesBusy, _writes_busy)
+    app.add_exception_handler(WritesBusy, _database_busy)
+    app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(Exception, _unexpected)
 
 

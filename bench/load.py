@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from bench.client import Api
+from bench.cpu import Meter
 from bench.sections import write_section
 from bench.system import BenchStack, Database, code_version, cpu_model
 from tests.fixtures.services import alembic_upgrade, postgres_server
@@ -91,6 +92,9 @@ class Figures:
     entities: int = 0
     ordered_entities: int = 0
     log_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # CPU seconds by process while posting, and over the whole wall time.
+    cpu_posting: dict[str, float] = field(default_factory=dict)
+    cpu_wall: dict[str, float] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
 
 
@@ -232,13 +236,18 @@ async def measure(
         run_ops = [next(o["id"] for o in app["operations"] if o["type"] == "run") for app in apps]
         ops = [run_ops[n % entities] for n in range(requests)]
         say(f"{kind}: {requests} run requests from {clients} clients")
+        meter = Meter({name: process.pid for name, process in stack.processes.items()})
         start = time.perf_counter()
-        answers, accepted = await post_all(api, ops, clients)
-        figures.posting_s = time.perf_counter() - start
-        say(f"{kind}: posted in {figures.posting_s:.1f} s; waiting for every run to end")
-        figures.statuses = await wait_ended(http, len(accepted))
-        runs = await gather_limited([settled_run(http, run_id) for run_id in accepted])
+        with meter.phase("wall"):
+            with meter.phase("posting"):
+                answers, accepted = await post_all(api, ops, clients)
+            figures.posting_s = time.perf_counter() - start
+            say(f"{kind}: posted in {figures.posting_s:.1f} s; waiting for every run to end")
+            figures.statuses = await wait_ended(http, len(accepted))
+            runs = await gather_limited([settled_run(http, run_id) for run_id in accepted])
         figures.wall_s = time.perf_counter() - start
+        posting, wall = meter.phases
+        figures.cpu_posting, figures.cpu_wall = posting.cpu, wall.cpu
         intact = await gather_limited([log_intact(http, run_id) for run_id in accepted])
     _answers(figures, answers)
     figures.accepted = len(accepted)
@@ -305,6 +314,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("Logs complete / stored == emitted", "every run"),
     ("Entities whose runs started in requested order", "every entity"),
     ("Worker, relay and API logs", "no lock errors, no failed run"),
+    ("CPU seconds while posting", ""),
+    ("CPU seconds, whole wall time", ""),
 )
 
 
@@ -326,7 +337,19 @@ def cells(f: dict[str, Any]) -> list[str]:
         f"{f['complete']} / {f['intact_logs']} of {accepted}",
         f"{f['ordered_entities']} of {f['entities']}",
         logs or "none of them",
+        cpu_text(f.get("cpu_posting", {}), f["posting_s"]),
+        cpu_text(f.get("cpu_wall", {}), f["wall_s"]),
     ]
+
+
+def cpu_text(used: dict[str, float], wall: float) -> str:
+    """Each process's CPU seconds, the biggest first; "other processes" is the rest of
+    the machine (the PostgreSQL server, and whatever else ran on it meanwhile)."""
+    if not used:
+        return "not measured"
+    named = sorted(used.items(), key=lambda pair: -pair[1])
+    parts = [f"{name} {seconds:.1f}" for name, seconds in named if seconds >= 0.1]
+    return ", ".join(parts) + f" (of {os.cpu_count() or 1} {TIMES} {wall:.0f} s)"
 
 
 def render(after: list[dict[str, Any]], before: list[dict[str, Any]], meta: dict[str, Any]) -> str:
