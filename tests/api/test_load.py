@@ -147,7 +147,11 @@ async def test_a_full_write_queue_answers_503_at_once_and_the_queued_writes_succ
     sqlite_url: str, tmp_path: Path, redis_url: str
 ) -> None:
     queue = 2
-    settings = _settings(sqlite_url, tmp_path, redis_url, sqlite_write_queue=queue)
+    # The write at the lock must still be waiting when the others are refused.
+    patient = timedelta(seconds=60)
+    settings = _settings(
+        sqlite_url, tmp_path, redis_url, sqlite_write_queue=queue, sqlite_busy_timeout=patient
+    )
     async with _api(settings, "full") as (app, http):
         [op] = await _run_ops(http, 1, "full")
         before = await _runs(app)
