@@ -56,10 +56,20 @@ async def _has_users(settings: Settings) -> bool:
         await engine.dispose()
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, app: str = "app.main:app") -> None:
+    """Serve ``app`` (module:attribute) with uvicorn, as ``aegir serve`` does."""
     import uvicorn
 
-    uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        # Longer than clients keep an idle connection (httpx: 5 s, the same as uvicorn's
+        # default), so that the client, not the server, closes it: a request sent just
+        # as the server closed would get no answer.
+        timeout_keep_alive=30,
+    )
 
 
 def worker(settings: Settings) -> None:

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # SQLite, one writer at a time: a process's writes wait their turn in memory (at
+    # most this many, for at most this long, else 503 with Retry-After), and the one
+    # whose turn it is waits this long for another process (worker, relay) to let go.
+    sqlite_write_queue: int = Field(default=200, ge=1)
+    sqlite_write_wait: Duration = timedelta(seconds=20)
+    sqlite_busy_timeout: Duration = timedelta(seconds=20)
+    # PostgreSQL: the connections each process keeps open, and how many more it may
+    # open under load. Those are closed again once returned, and each costs a server
+    # process and its setup: with 5 kept, 400 concurrent run requests opened ~280.
+    database_pool_size: int = Field(default=15, ge=1)
+    database_pool_overflow: int = Field(default=5, ge=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import JSON, Connection, DateTime, MetaData, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from app.config import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +71,66 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # We say when transactions begin (see _sqlite_begin), not the driver.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+class WritesBusy(SQLAlchemyError):
+    """The database did not take this write in time: answered 503 with Retry-After.
+
+    A SQLAlchemyError, so that whoever already copes with a failed transaction (the
+    relay's sweep, a token's last use) copes with this one too.
+    """
+
+    retry_after = 1  # seconds
+
+
+class WriteGate:
+    """One writing transaction at a time in this process, first come first served.
+
+    SQLite has one writer per file. Without the gate, each waiting write held a pooled
+    connection and polled the file lock in SQLite's busy handler, which serves no one
+    in order: under 50 concurrent requests, some waited past the busy timeout and
+    failed. Behind the gate they wait in memory, in arrival order, holding nothing; the
+    busy timeout is left to cover the other processes (worker, relay), each of which
+    has at most one write of its own waiting at the lock.
+    """
+
+    def __init__(self, queue: int, wait: float) -> None:
+        self.queue = queue
+        self.wait = wait
+        self._lock = asyncio.Lock()  # wakes its waiters in the order they came
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the gate for one transaction; ``WritesBusy`` when the line is too long."""
+        if self._waiting >= self.queue:
+            raise WritesBusy(f"{self._waiting} writes are waiting already; try again")
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self.wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise WritesBusy(f"no turn to write within {self.wait:g} s; try again") from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+_GATES: WeakKeyDictionary[Engine, WriteGate] = WeakKeyDictionary()
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    def pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # We say when transactions begin (see _sqlite_begin), not the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    return pragmas
 
 
 WRITE_OPTION = "aegir_writes"
@@ -92,13 +149,24 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
+    """The engine for ``url``, tuned by ``settings`` (by default this process's own,
+    ``get_settings()``): on SQLite its write gate and busy timeout, elsewhere its pool."""
+    settings = settings or get_settings()
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_pragmas(settings.sqlite_busy_timeout.total_seconds())
+        event.listen(engine.sync_engine, "connect", pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        wait = settings.sqlite_write_wait.total_seconds()
+        _GATES[engine.sync_engine] = WriteGate(settings.sqlite_write_queue, wait)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_overflow,
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -124,19 +192,38 @@ async def session_scope(
 
     A context manager, not a generator to loop over: an error (or a cancellation) in
     the block must reach the rollback here at once, or an open write transaction
-    would hold SQLite's lock until the garbage collector came by.
+    would hold SQLite's lock until the garbage collector came by. On SQLite a writing
+    session waits for its turn at the engine's gate first, and holds it until the
+    commit or rollback; ``WritesBusy`` when the turn does not come in time.
     """
     async with sessionmaker() as session:
-        if writes:
-            await session.connection(execution_options={WRITE_OPTION: True})
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-            await _run_after_commit(session)
+        async with _turn(session, writes):
+            try:
+                if writes:
+                    await _begin_writing(session)
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                await session.commit()
+        await _run_after_commit(session)
+
+
+def _turn(session: AsyncSession, writes: bool) -> AbstractAsyncContextManager[object]:
+    bind = session.get_bind()
+    gate = _GATES.get(bind if isinstance(bind, Engine) else bind.engine) if writes else None
+    return gate.turn() if gate is not None else nullcontext()
+
+
+async def _begin_writing(session: AsyncSession) -> None:
+    try:
+        await session.connection(execution_options={WRITE_OPTION: True})
+    except OperationalError as error:
+        # Another process held SQLite's lock for the whole busy timeout.
+        if "database is locked" in str(error.orig):
+            raise WritesBusy(f"the database stayed locked: {error.orig}") from error
+        raise
 
 
 async def _run_after_commit(session: AsyncSession) -> None:

@@ -1,7 +1,11 @@
-"""One error family for expected failures, and the handlers that turn them into answers."""
+"""One error family for expected failures, and the handlers that turn them into answers.
+
+Unexpected errors too: a clean 500 in JSON, logged, on a connection that stays open.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db import WritesBusy
+
+logger = logging.getLogger(__name__)
 
 
 class AegirError(Exception):
@@ -76,5 +86,69 @@ async def _aegir_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
+async def _database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    """A write that got no turn, or no pooled connection, in time: come back shortly."""
+    if isinstance(exc, WritesBusy):
+        detail = f"the database is busy with other writes: {exc}"
+    else:
+        detail = "every database connection is busy; try again"
+    return JSONResponse(
+        {"detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(WritesBusy.retry_after)},
+    )
+
+
+INTERNAL_ERROR = {"detail": "internal error; it has been logged"}
+
+
+async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette's ServerErrorMiddleware sends this, then re-raises for ErrorBoundary.
+    return JSONResponse(INTERNAL_ERROR, status_code=500)
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AegirError, _aegir_error)
+    app.add_exception_handler(WritesBusy, _database_busy)
+    app.add_exception_handler(PoolTimeout, _database_busy)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class ErrorBoundary:
+    """The outermost layer: an unexpected error is logged and answered, and that is all.
+
+    Starlette's ServerErrorMiddleware answers 500 and then re-raises, so that servers and
+    test clients see the error; uvicorn then closes the connection, under a client that
+    may already have sent its next request on it (keep-alive): that request got no
+    answer at all. Here the error stops once the 500 is sent, and the connection serves
+    the next request. Only a response cut off half-way still closes it: nothing else
+    can tell the client that what it got was incomplete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started and not ended:
+                raise
+            logger.exception(
+                "unexpected error in %s %s; answered 500", scope["method"], scope["path"]
+            )
+            if not started:
+                await JSONResponse(INTERNAL_ERROR, status_code=500)(scope, receive, send)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from app.api import accounts, health, operations, pages, runs, ws
@@ -20,13 +21,19 @@ from app.api.entities import entity_router
 from app.catalog.registry import Catalog, catalog_with
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
-from app.errors import install_handlers
+from app.errors import ErrorBoundary, install_handlers
 from app.redis import create_client
 from app.security.crypto import SecretBox
 from app.security.gate import AuthGate
 from app.state import AppState, app_state
 from app.unavailable import DatabaseUnavailable
 from app.web import router as dashboard
+
+
+class Aegir(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Around Starlette's own outermost layer, which re-raises after a 500.
+        return ErrorBoundary(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -36,7 +43,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app_state(app)
-        state.engine = create_engine(settings.database_url)
+        state.engine = create_engine(settings.database_url, settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
         try:
@@ -45,7 +52,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             await state.redis.aclose()
             await state.engine.dispose()
 
-    app = FastAPI(
+    app = Aegir(
         title="Aegir",
         version="0.1.0",
         summary="A hosting control plane: servers, platforms and sites, and operations on them.",
