@@ -166,6 +166,9 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         pool_pre_ping=True,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_overflow,
+        # A server that does not answer (not one that refuses) fails the connection in
+        # seconds, so a request gets its 503 instead of waiting out asyncpg's 60 s.
+        connect_args={"timeout": 5} if url.startswith("postgresql+asyncpg") else {},
     )
 
 

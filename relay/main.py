@@ -213,7 +213,7 @@ async def _enqueue(redis: QueueClient, run_ids: Iterable[uuid.UUID]) -> None:
 
 
 async def serve_relay(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings)
     redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
     name = settings.relay_name or f"relay-{socket.gethostname()}-{os.getpid()}"
     relay = Relay(

@@ -132,7 +132,7 @@ def _dispatch(
 
 
 async def serve_worker(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings)
     redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
     state = WorkerState(
         settings=settings,

@@ -201,8 +201,12 @@ async def claim(
     entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
     if entity_id is None:
         return None
-    # PostgreSQL: two claims for one entity wait on this row. SQLite has one writer anyway.
-    await session.execute(select(Entity.id).where(Entity.id == entity_id).with_for_update())
+    # PostgreSQL: two claims for one entity wait on this row (FOR NO KEY UPDATE, which
+    # still lets a new run's foreign-key check on the entity through: FOR UPDATE made run
+    # requests wait on claims). SQLite has one writer anyway.
+    await session.execute(
+        select(Entity.id).where(Entity.id == entity_id).with_for_update(key_share=True)
+    )
     now = utcnow()
     values = {
         "attempt": Run.attempt + 1,
