@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from app.entities.run import states
 from bench.client import Api
 from bench.cpu import Meter
 from bench.sections import write_section
@@ -43,7 +44,7 @@ CLIENTS = 50
 LINES = 5  # stdout lines per run; the command adds one on stderr
 RETRIES_503 = 20
 RETRY_AFTER_CAP = 5.0
-FINAL = ("succeeded", "failed", "cancelled", "lost")
+FINAL = tuple(sorted(states.FINAL))
 SETTLE_TIMEOUT = 900.0
 # What the processes' logs say when a write failed on the lock, or a request failed.
 TIMES = "\u00d7"  # the multiplication sign, as in "3 times 202"
