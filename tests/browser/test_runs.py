@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.async_api import Page, Route, expect
@@ -220,31 +221,48 @@ async def test_the_runs_list_updates_live(admin: Page, site_stack: Stack) -> Non
     await screenshot(page, "runs-list")
 
 
+@pytest.fixture
+def held() -> Iterator[Callable[[], Held]]:
+    """Makes ``Held`` handlers; whatever they still hold goes at the end (a failed test
+    would otherwise leave the page waiting on it as it closes)."""
+    made: list[Held] = []
+
+    def make() -> Held:
+        made.append(Held())
+        return made[-1]
+
+    yield make
+    for handler in made:
+        handler.release.set()
+
+
 async def _cancel_held(page: Page, name: str, *routes: tuple[str, Held]) -> None:
     """A running run's page, its Cancel clicked, the answers of ``routes`` held."""
     await page.add_init_script(ANSWERED)
     await make_testapp(page, name)
     await start_run(page, name, lines="2", sleep="120")
     status = page.get_by_role("region", name="Run status").locator(".run-status")
-    await expect(status).to_contain_text("running")
+    await expect(status).to_contain_text("running", timeout=30_000)
     for pattern, handler in routes:
         await page.route(pattern, handler)
     await page.get_by_role("button", name="Cancel run").click()
-    await expect(page.locator(LOG_STATE)).to_contain_text("Finished: cancelled")
+    await expect(page.locator(LOG_STATE)).to_contain_text("Finished: cancelled", timeout=30_000)
 
 
 async def _answered(page: Page, path: str) -> None:
     await page.wait_for_function(f"aegirAnswered.some(url => url.endsWith('{path}'))")
 
 
-async def test_the_answer_to_cancel_coming_after_the_end_leaves_the_end(admin: Page) -> None:
+async def test_the_answer_to_cancel_coming_after_the_end_leaves_the_end(
+    admin: Page, held: Callable[[], Held]
+) -> None:
     """The Cancel request answers `cancelling`, but the run ended meanwhile and the page
     showed it: the late answer must not bring `cancelling` back."""
     page = admin
-    cancel = Held()
+    cancel = held()
     await _cancel_held(page, "late-answer", ("**/runs/*/cancel", cancel))
     status = page.get_by_role("region", name="Run status").locator(".run-status")
-    await expect(status).to_contain_text("cancelled")
+    await expect(status).to_contain_text("cancelled", timeout=30_000)
     cancel.release.set()
     await _answered(page, "/cancel")
     await expect(status).to_contain_text("cancelled")
@@ -252,12 +270,12 @@ async def test_the_answer_to_cancel_coming_after_the_end_leaves_the_end(admin: P
 
 
 async def test_a_re_read_answered_after_the_answer_to_cancel_still_shows_the_end(
-    admin: Page,
+    admin: Page, held: Callable[[], Held]
 ) -> None:
     """The run ends; the page re-reads its status; the answer to Cancel (`cancelling`)
     comes first, then the re-read: the page must end up showing `cancelled`."""
     page = admin
-    reads, cancel = Held(), Held()
+    reads, cancel = held(), held()
     await _cancel_held(
         page, "early-read", ("**/runs/*/summary", reads), ("**/runs/*/cancel", cancel)
     )
@@ -267,5 +285,5 @@ async def test_a_re_read_answered_after_the_answer_to_cancel_still_shows_the_end
     await _answered(page, "/cancel")
     await expect(status).to_contain_text("cancelling")
     reads.release.set()
-    await expect(status).to_contain_text("cancelled", timeout=10_000)
+    await expect(status).to_contain_text("cancelled", timeout=30_000)
     await expect(page.locator("#run-actions button")).to_have_count(0)
