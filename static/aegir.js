@@ -29,6 +29,25 @@
     if (socket) { socket.aegirOpened = true; }
   });
 
+  // A run's final status never moves again, but its page hears of the status from
+  // sources that are not ordered: the answer to Cancel says `cancelling` (what that
+  // request committed), the re-reads that the run's events cause say what is stored
+  // by then. The answer to Cancel can come last, after the run ended and the page
+  // showed it: what says a run still goes never replaces what says it ended.
+  document.addEventListener('htmx:beforeSwap', function (event) {
+    var shown = document.getElementById('run-summary');
+    var body = event.detail.serverResponse;
+    if (!shown || !shown.hasAttribute('data-final') || typeof body !== 'string' ||
+        body.indexOf('run-summary') < 0) { return; }
+    var parsed = document.createElement('template');
+    parsed.innerHTML = body;
+    var incoming = parsed.content.getElementById('run-summary');
+    if (incoming && incoming.getAttribute('data-run') === shown.getAttribute('data-run') &&
+        !incoming.hasAttribute('data-final')) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   document.addEventListener('htmx:sendError', function () {
     flash('Could not reach Aegir: check your connection and try again.');
   });

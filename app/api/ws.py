@@ -39,6 +39,8 @@ CLIENT_BUFFER = 256
 PAGE = 1000
 IDLE_CHECK = 5.0
 COMPLETE_WAIT = 5.0
+# Ended runs remembered per /ws/events connection, to drop their stale statuses.
+ENDED_HELD = 10_000
 
 
 @router.websocket("/ws/runs/{run_id}")
@@ -66,6 +68,7 @@ async def run_events(websocket: WebSocket) -> None:
         return
     feed = _Feed(app_state(websocket.app).redis, STATUS_CHANNEL)
     teams: dict[str, uuid.UUID | None] = {}
+    ended = _Ended()
     try:
         async with feed:
             while True:
@@ -74,10 +77,37 @@ async def run_events(websocket: WebSocket) -> None:
                     feed.overflowed = False
                     await websocket.send_json({"type": "resync"})
                     continue
+                if ended.stale(message):
+                    continue
                 if await _may_see(websocket, principal, message, teams):
                     await websocket.send_text(json.dumps({"type": "run", **message}))
     except (WebSocketDisconnect, RedisError):
         pass
+
+
+class _Ended:
+    """The runs whose final status a connection has sent, newest last.
+
+    A final status never moves again, but the processes that publish a run's statuses
+    are not ordered: the worker can see ``cancelling`` in the database, end the run and
+    publish ``cancelled`` before the API has published its ``cancelling``. What comes
+    for such a run afterwards is stale, and would leave a subscriber believing that
+    the run still goes. Bounded: a stale message trails its final one by moments.
+    """
+
+    def __init__(self, size: int = ENDED_HELD) -> None:
+        self.size = size
+        self.runs: dict[str, None] = {}  # insertion-ordered: the oldest goes first
+
+    def stale(self, message: dict[str, Any]) -> bool:
+        """Note a final status; ``True`` for a non-final one that follows it."""
+        run = str(message.get("run"))
+        if message.get("status") not in FINAL:
+            return run in self.runs
+        self.runs[run] = None
+        if len(self.runs) > self.size:
+            del self.runs[next(iter(self.runs))]
+        return False
 
 
 async def _admit(websocket: WebSocket) -> Principal | None:

@@ -113,10 +113,14 @@ async def cancel(
     entity_id = run.entity_id
     moved = await runs.cancel(session, run_id)
     session.expire_all()
-    if moved == RunStatus.cancelling:
-        after_commit(session, partial(redis.publish, CANCEL_CHANNEL, str(run_id)))
     if moved is not None:
-        after_commit(session, partial(_announce, redis, run_id, entity_id, moved))
+        messages = status_messages(run_id, moved, entity_id)
+        if moved == RunStatus.cancelling:
+            # After the status, in the same round trip: Redis delivers in order, so a
+            # subscriber hears `cancelling` before the worker can act on the request
+            # and publish how the run ended.
+            messages.append((CANCEL_CHANNEL, str(run_id)))
+        after_commit(session, partial(publish, redis, messages))
     return await runs.get(session, run_id)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.async_api import Page, Route, expect
@@ -11,6 +13,32 @@ from tests.browser.conftest import screenshot, sign_in
 from tests.fixtures.stack import Stack
 
 LOG_STATE = ".log-state"
+# Notes each answer once the page has handled it: a "loadend" listener added at send()
+# runs after htmx's onload, which swaps what came.
+ANSWERED = """
+window.aegirAnswered = [];
+const send = XMLHttpRequest.prototype.send;
+XMLHttpRequest.prototype.send = function (body) {
+  this.addEventListener('loadend', () => window.aegirAnswered.push(this.responseURL));
+  return send.call(this, body);
+};
+"""
+
+
+class Held:
+    """A route handler: the server answers at once; the browser gets the answer only
+    once released (those asked for later go straight through)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.holding = asyncio.Event()  # one answer is held at least
+
+    async def __call__(self, route: Route) -> None:
+        response = await route.fetch()
+        if not self.release.is_set():
+            self.holding.set()
+            await self.release.wait()
+        await route.fulfill(response=response)
 
 
 @pytest.fixture
@@ -191,3 +219,71 @@ async def test_the_runs_list_updates_live(admin: Page, site_stack: Stack) -> Non
     await expect(row).to_contain_text("succeeded", timeout=30_000)
     assert await page.evaluate("window.notReloaded") is True
     await screenshot(page, "runs-list")
+
+
+@pytest.fixture
+def held() -> Iterator[Callable[[], Held]]:
+    """Makes ``Held`` handlers; whatever they still hold goes at the end (a failed test
+    would otherwise leave the page waiting on it as it closes)."""
+    made: list[Held] = []
+
+    def make() -> Held:
+        made.append(Held())
+        return made[-1]
+
+    yield make
+    for handler in made:
+        handler.release.set()
+
+
+async def _cancel_held(page: Page, name: str, *routes: tuple[str, Held]) -> None:
+    """A running run's page, its Cancel clicked, the answers of ``routes`` held."""
+    await page.add_init_script(ANSWERED)
+    await make_testapp(page, name)
+    await start_run(page, name, lines="2", sleep="120")
+    status = page.get_by_role("region", name="Run status").locator(".run-status")
+    await expect(status).to_contain_text("running", timeout=30_000)
+    for pattern, handler in routes:
+        await page.route(pattern, handler)
+    await page.get_by_role("button", name="Cancel run").click()
+    await expect(page.locator(LOG_STATE)).to_contain_text("Finished: cancelled", timeout=30_000)
+
+
+async def _answered(page: Page, path: str) -> None:
+    await page.wait_for_function(f"aegirAnswered.some(url => url.endsWith('{path}'))")
+
+
+async def test_the_answer_to_cancel_coming_after_the_end_leaves_the_end(
+    admin: Page, held: Callable[[], Held]
+) -> None:
+    """The Cancel request answers `cancelling`, but the run ended meanwhile and the page
+    showed it: the late answer must not bring `cancelling` back."""
+    page = admin
+    cancel = held()
+    await _cancel_held(page, "late-answer", ("**/runs/*/cancel", cancel))
+    status = page.get_by_role("region", name="Run status").locator(".run-status")
+    await expect(status).to_contain_text("cancelled", timeout=30_000)
+    cancel.release.set()
+    await _answered(page, "/cancel")
+    await expect(status).to_contain_text("cancelled")
+    await expect(page.locator("#run-actions button")).to_have_count(0)
+
+
+async def test_a_re_read_answered_after_the_answer_to_cancel_still_shows_the_end(
+    admin: Page, held: Callable[[], Held]
+) -> None:
+    """The run ends; the page re-reads its status; the answer to Cancel (`cancelling`)
+    comes first, then the re-read: the page must end up showing `cancelled`."""
+    page = admin
+    reads, cancel = held(), held()
+    await _cancel_held(
+        page, "early-read", ("**/runs/*/summary", reads), ("**/runs/*/cancel", cancel)
+    )
+    await asyncio.wait_for(reads.holding.wait(), 10)
+    status = page.get_by_role("region", name="Run status").locator(".run-status")
+    cancel.release.set()
+    await _answered(page, "/cancel")
+    await expect(status).to_contain_text("cancelling")
+    reads.release.set()
+    await expect(status).to_contain_text("cancelled", timeout=30_000)
+    await expect(page.locator("#run-actions button")).to_have_count(0)
