@@ -44,7 +44,7 @@ CLIENTS = 50
 LINES = 5  # stdout lines per run; the command adds one on stderr
 RETRIES_503 = 20
 RETRY_AFTER_CAP = 5.0
-FINAL = tuple(sorted(states.FINAL))
+
 SETTLE_TIMEOUT = 900.0
 # What the processes' logs say when a write failed on the lock, or a request failed.
 TIMES = "\u00d7"  # the multiplication sign, as in "3 times 202"
@@ -159,7 +159,7 @@ async def count(http: httpx.AsyncClient, status: str) -> int:
 async def wait_ended(http: httpx.AsyncClient, expected: int) -> dict[str, int]:
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
-        statuses = {status: await count(http, status) for status in FINAL}
+        statuses = {str(s): await count(http, s) for s in sorted(states.FINAL)}
         if sum(statuses.values()) >= expected or time.monotonic() > deadline:
             return statuses
         await asyncio.sleep(0.5)
