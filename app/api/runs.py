@@ -27,7 +27,7 @@ async def list_runs(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[RunRead]:
-    rows, total = await runs.page(
+    rows, total = await runs.newest_page(
         session,
         entity_id=entity,
         operation_id=operation,

@@ -221,7 +221,7 @@ async def entity_page(
     entity: EntityView,
 ) -> Response:
     detail = await views.entity_detail(session, principal, kind, entity)
-    history, total = await runs.page(
+    history, total = await runs.newest_page(
         session, entity_id=entity.id, operation_id=None, status=None, limit=20, offset=0,
         teams=None,
     )  # fmt: skip

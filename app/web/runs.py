@@ -250,7 +250,7 @@ async def runs_page(
     status: StatusFilter = None,
     page: PageNumber = 1,
 ) -> Response:
-    rows, total = await runs.page(
+    rows, total = await runs.newest_page(
         session, entity_id=None, operation_id=None, status=status, limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams,
     )  # fmt: skip
