@@ -232,7 +232,7 @@ async def run_log_text(state: StateDep, run: RunView) -> Response:
         after = 0
         while True:
             async with maker() as reader:
-                page = await runs.log_after(reader, run_id, after, LOG_PAGE)
+                page = await runs.lines_after(reader, run_id, after, LOG_PAGE)
             if not page:
                 return
             yield "".join(f"{line.line}\n" for line in page)

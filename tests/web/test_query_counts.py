@@ -163,9 +163,12 @@ async def test_the_pages_show_what_was_counted(
         sites = (await page.get("/sites")).text
         site = (await page.get(f"/sites/{fleet.site['id']}")).text
         platform = (await page.get(f"/platforms/{fleet.graph['platform']['id']}")).text
+        full_text = (await page.get(f"/runs/{fleet.runs[0]}/log.txt")).text
     assert f"{N} sites" in sites and "s4.example.com" in sites
     assert site.count("<td>alice</td>") == N, "the site's run history shows its runs"
     assert "s4.example.com" in platform, "the platform says which sites use it"
+    expected = [f"line {seq}" for seq in range(1, N * LINES_PER_STEP + 1)]
+    assert full_text.splitlines() == expected, "the full text has every line, in order"
     log = (await client.get(f"/api/v1/runs/{fleet.runs[0]}/log?limit=10000")).json()
     assert len(log["lines"]) == N * LINES_PER_STEP
     listed = (await client.get("/api/v1/runs")).json()
