@@ -47,7 +47,7 @@ async def entity_list(
     offset = (page - 1) * PAGE_SIZE
     teams = principal.visible_teams
     rows, total = await entities.page(session, kind.name, name, PAGE_SIZE, offset, teams)
-    items = await views.entity_list(session, principal, kind, rows)
+    items = await views.entity_rows(session, principal, kind, rows)
     context = {
         "kind": kind,
         "items": items,

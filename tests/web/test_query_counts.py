@@ -107,6 +107,8 @@ def _paths(fleet: Fleet) -> dict[str, str]:
         "run form": f"/operations/{operation_id(fleet.site, 'install')}/run",
         "platform page (used by every site)": f"/platforms/{platform}",
         "platforms page": "/platforms",
+        "servers page (each used by every site)": "/servers",
+        "platforms API": "/api/v1/platforms",
         "runs page": "/runs",
         "runs API": "/api/v1/runs",
         "site's runs API": f"/api/v1/runs?entity={site}",
@@ -164,9 +166,11 @@ async def test_the_pages_show_what_was_counted(
         site = (await page.get(f"/sites/{fleet.site['id']}")).text
         platform = (await page.get(f"/platforms/{fleet.graph['platform']['id']}")).text
         full_text = (await page.get(f"/runs/{fleet.runs[0]}/log.txt")).text
+        platforms = (await page.get("/platforms")).text
     assert f"{N} sites" in sites and "s4.example.com" in sites
     assert site.count("<td>alice</td>") == N, "the site's run history shows its runs"
     assert "s4.example.com" in platform, "the platform says which sites use it"
+    assert re.search(rf"<td>{N}</td>\s*</tr>", platforms), "the list says how many use it"
     expected = [f"line {seq}" for seq in range(1, N * LINES_PER_STEP + 1)]
     assert full_text.splitlines() == expected, "the full text has every line, in order"
     log = (await client.get(f"/api/v1/runs/{fleet.runs[0]}/log?limit=10000")).json()
