@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -111,7 +111,7 @@ async def dependents_by_target(
         .order_by(Entity.kind, Entity.name)
     )
     if teams is not None:
-        query = query.where(Entity.team_id.in_(teams))
+        query = query.where(_source_in(teams))
     found: dict[uuid.UUID, list[Dependent]] = {}
     for target_id, source_id, kind, name in await session.execute(query):
         found.setdefault(target_id, []).append(Dependent(source_id, kind, name))
@@ -130,10 +130,15 @@ async def dependent_counts(
         .group_by(EntityReference.target_id)
     )
     if teams is not None:
-        query = query.join(Entity, EntityReference.source_id == Entity.id).where(
-            Entity.team_id.in_(teams)
-        )
+        query = query.where(_source_in(teams))
     return {target_id: count for target_id, count in await session.execute(query)}
+
+
+def _source_in(teams: set[uuid.UUID]) -> ColumnElement[bool]:
+    """The referencing entity is in one of ``teams``. As a set to look up in, not a
+    join: SQLite, which keeps no statistics, would start a join from every entity of
+    the team instead of from the references of the few entities asked about."""
+    return EntityReference.source_id.in_(select(Entity.id).where(Entity.team_id.in_(teams)))
 
 
 async def reference_name(session: AsyncSession, entity_id: uuid.UUID, role: str) -> str | None:
