@@ -223,7 +223,7 @@ async def entity_page(
     detail = await views.entity_detail(session, principal, kind, entity)
     history, total = await runs.newest_page(
         session, entity_id=entity.id, operation_id=None, status=None, limit=20, offset=0,
-        teams=None,
+        teams=None, tasks=False,
     )  # fmt: skip
     context = {
         "kind": kind,

@@ -252,7 +252,7 @@ async def runs_page(
 ) -> Response:
     rows, total = await runs.newest_page(
         session, entity_id=None, operation_id=None, status=status, limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams,
+        offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams, tasks=False,
     )  # fmt: skip
     named = await entities.get_many(session, list({run.entity_id for run in rows}))
     context = {

@@ -413,8 +413,10 @@ async def newest_page(
     limit: int,
     offset: int,
     teams: set[uuid.UUID] | None,
+    tasks: bool = True,
 ) -> tuple[list[Run], int]:
-    """A page of runs, newest first, and how many match; ``teams``: only theirs.
+    """A page of runs, newest first, and how many match; ``teams``: only theirs;
+    ``tasks``: with their task rows (a list page that shows none leaves them).
 
     Ordered by (created_at, id) both descending, which ``ix_runs_created_at_id`` (with
     a status, ``ix_runs_status_created_at_id``) serves as it is, so a page is an index
@@ -433,7 +435,9 @@ async def newest_page(
         # from the team's entities and sort all their runs.
         query = query.where(exists().where(Entity.id == Run.entity_id, Entity.team_id.in_(teams)))
     query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)
-    rows = await session.execute(query.options(selectinload(Run.tasks)))
+    if tasks:
+        query = query.options(selectinload(Run.tasks))
+    rows = await session.execute(query)
     return list(rows.scalars()), await _count(session, filters, teams)
 
 
