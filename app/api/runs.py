@@ -27,7 +27,7 @@ async def list_runs(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[RunRead]:
-    rows, total = await runs.page(
+    rows, total = await runs.newest_page(
         session,
         entity_id=entity,
         operation_id=operation,
@@ -72,11 +72,11 @@ async def get_log(
     after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Lines after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RunLog:
-    lines = await runs.log_after(session, run.id, after, limit)
+    lines = await runs.lines_after(session, run.id, after, limit)
     next_after = lines[-1].seq if lines else after
     return RunLog(
         run_id=run.id,
-        lines=[LogLine.model_validate(line) for line in lines],
+        lines=[LogLine(**line._asdict()) for line in lines],
         next_after=next_after,
         complete=run.log_complete,
     )

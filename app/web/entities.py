@@ -47,7 +47,7 @@ async def entity_list(
     offset = (page - 1) * PAGE_SIZE
     teams = principal.visible_teams
     rows, total = await entities.page(session, kind.name, name, PAGE_SIZE, offset, teams)
-    items = await views.entity_list(session, principal, kind, rows)
+    items = await views.entity_rows(session, principal, kind, rows)
     context = {
         "kind": kind,
         "items": items,
@@ -221,9 +221,9 @@ async def entity_page(
     entity: EntityView,
 ) -> Response:
     detail = await views.entity_detail(session, principal, kind, entity)
-    history, total = await runs.page(
+    history, total = await runs.newest_page(
         session, entity_id=entity.id, operation_id=None, status=None, limit=20, offset=0,
-        teams=None,
+        teams=None, tasks=False,
     )  # fmt: skip
     context = {
         "kind": kind,

@@ -232,7 +232,7 @@ async def run_log_text(state: StateDep, run: RunView) -> Response:
         after = 0
         while True:
             async with maker() as reader:
-                page = await runs.log_after(reader, run_id, after, LOG_PAGE)
+                page = await runs.lines_after(reader, run_id, after, LOG_PAGE)
             if not page:
                 return
             yield "".join(f"{line.line}\n" for line in page)
@@ -250,9 +250,9 @@ async def runs_page(
     status: StatusFilter = None,
     page: PageNumber = 1,
 ) -> Response:
-    rows, total = await runs.page(
+    rows, total = await runs.newest_page(
         session, entity_id=None, operation_id=None, status=status, limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams,
+        offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams, tasks=False,
     )  # fmt: skip
     named = await entities.get_many(session, list({run.entity_id for run in rows}))
     context = {

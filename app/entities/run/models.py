@@ -15,7 +15,12 @@ from app.entities.run.states import RunStatus, TaskStatus
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_entity_id_created_at", "entity_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_entity_id_created_at", "entity_id", "created_at"),
+        # The runs list, newest first: all runs, or those of one status (migration 0006).
+        Index("ix_runs_created_at_id", "created_at", "id"),
+        Index("ix_runs_status_created_at_id", "status", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     operation_id: Mapped[uuid.UUID] = mapped_column(
