@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.catalog.registry import Catalog
@@ -23,8 +22,8 @@ from app.db import utcnow
 from app.dispatch.entities import missing_graph
 from app.entities.entity.schemas import create_model_for
 from app.entities.run.states import RunStatus, TaskStatus
-from app.entities.team.models import Team
 from app.models import Base
+from bench import repository
 
 CHUNK = 5000
 TABLES = Base.metadata.tables
@@ -71,7 +70,7 @@ class Writer:
             rows = self.pending.pop(name, [])
             for start in range(0, len(rows), CHUNK):
                 async with engine.begin() as conn:
-                    await conn.execute(insert(TABLES[name]), rows[start : start + CHUNK])
+                    await repository.insert_rows(conn, TABLES[name], rows[start : start + CHUNK])
             self.written[name] = self.written.get(name, 0) + len(rows)
 
 
@@ -188,7 +187,7 @@ def log_rows(run_id: uuid.UUID, lines: int, at: datetime) -> Iterator[dict[str, 
 
 async def team_id(engine: AsyncEngine, name: str) -> uuid.UUID:
     async with engine.connect() as conn:
-        found = await conn.scalar(select(Team.id).where(Team.name == name))
+        found = await repository.team_id(conn, name)
     if found is None:
         raise RuntimeError(f"no team {name}: create the bench's user first")
     return found
@@ -287,6 +286,5 @@ async def _log(engine: AsyncEngine, run_id: uuid.UUID, lines: int) -> None:
     at = utcnow()
     rows = log_rows(run_id, lines, at)
     async with engine.begin() as conn:
-        while chunk := [row for _, row in zip(range(CHUNK), rows, strict=False)]:
-            await conn.execute(insert(table), chunk)
+        await repository.insert_chunks(conn, table, rows, CHUNK)
         await conn.execute(runs.update().where(runs.c.id == run_id).values(log_emitted=lines))
