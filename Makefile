@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-deps lint typecheck pytest bench clean
+.PHONY: install run test test-fast test-deps lint typecheck pytest bench bench-scale clean
 
 $(STAMP): pyproject.toml plugins/aegir-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ test-fast: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Faults and scale (issue 14): 1,000 run requests from 50 clients, pages over 10,000
+# sites and 1,000,000 log lines, 1,000 websocket subscribers and 10,000 runs through one
+# worker. Each writes its own section of bench/RESULTS.md; together about 20 minutes.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.pages
+	$(BIN)/python -m bench.fanout
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
