@@ -143,9 +143,17 @@ async def _exit(
     event: ExitEvent,
     applied: Applied,
 ) -> None:
-    if fence.status not in ACTIVE or event["status"] not in ENDINGS:
-        return  # recorded already (by the worker, or settled), or not an ending
     run_id = uuid.UUID(event["run"])
+    if fence.status == event["status"]:
+        # Recorded already by its worker, which publishes it after its commit: said once
+        # more here, in case the worker died in between (a subscriber must hear the end;
+        # hearing it twice is harmless).
+        applied.messages += status_messages(
+            run_id, fence.status, fence.entity_id, exit_code=event["code"]
+        )
+        return
+    if fence.status not in ACTIVE or event["status"] not in ENDINGS:
+        return  # settled by the lease meanwhile, or not an ending
     at = datetime.fromtimestamp(event["at"], UTC)
     entity_id = await runs.finish(
         session, run_id, event["attempt"], event["status"], event["code"], event["last_seq"], at
