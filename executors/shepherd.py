@@ -116,6 +116,14 @@ def tagged(tag: str) -> set[int]:
     return found
 
 
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return str(pid)
+
+
 def send(pid: int, signum: signal.Signals) -> None:
     try:  # noqa: SIM105 - contextlib would cost the shepherd's start-up an import
         os.kill(pid, signum)
@@ -220,7 +228,8 @@ class Shepherd:
             return
         left = descendants(os.getpid())
         if left:
-            _say(f"the command (pid {child}) left {len(left)} process(es) running; stopping them")
+            names = ", ".join(sorted({_name(pid) for pid in left}))
+            _say(f"the command left {len(left)} process(es) running ({names}); stopping them")
             self._kill(left)
 
     def _stop_tree(self, why: str) -> None:
