@@ -1,22 +1,21 @@
 """Websockets: a run's log, live and lossless; run status changes.
 
 Every API process can serve every client: lines come from the database, and news of
-new ones from Redis pub/sub, published by the relay after its commit. So a client
-first gets the stored lines after ``after``, then live ones; a gap in the live
-stream (a message missed, a slow client's overflow) is filled from the database.
+new ones from Redis pub/sub, published by the relay after its commit, through the
+process's one subscription (``app.api.hub``). So a client first gets the stored lines
+after ``after``, then live ones; a gap in the live stream (a message missed, a slow
+client's overflow) is filled from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from app.api.access import visible_run
@@ -27,15 +26,12 @@ from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
 from app.events import STATUS_CHANNEL, run_channel
-from app.queue import QueueClient
 from app.security.auth import authenticate
 from app.security.principal import Principal
 from app.state import app_state
 
 router = APIRouter()
 
-# Messages held for one client at most; past that it is fed from the database instead.
-CLIENT_BUFFER = 256
 PAGE = 1000
 IDLE_CHECK = 5.0
 COMPLETE_WAIT = 5.0
@@ -64,7 +60,7 @@ async def run_events(websocket: WebSocket) -> None:
     principal = await _admit(websocket)
     if principal is None:
         return
-    feed = _Feed(app_state(websocket.app).redis, STATUS_CHANNEL)
+    feed = app_state(websocket.app).hub.subscribe(STATUS_CHANNEL)
     teams: dict[str, uuid.UUID | None] = {}
     try:
         async with feed:
@@ -125,60 +121,6 @@ async def _may_see(
     return team is not None and principal.can(team, Role.viewer)
 
 
-class _Feed:
-    """One pub/sub subscription feeding a bounded queue; overflow is flagged, not blocked."""
-
-    def __init__(self, redis: QueueClient, channel: str) -> None:
-        self.redis = redis
-        self.channel = channel
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_BUFFER)
-        self.overflowed = False
-        self.pubsub: PubSub | None = None
-        self.reader: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Feed:
-        self.pubsub = self.redis.pubsub()
-        await self.pubsub.subscribe(self.channel)
-        self.reader = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError):
-                await self.reader
-        if self.pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.pubsub.reset()
-
-    async def _read(self) -> None:
-        assert self.pubsub is not None
-        while True:
-            try:
-                async for message in self.pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    try:
-                        self.queue.put_nowait(json.loads(message["data"]))
-                    except asyncio.QueueFull:
-                        self.overflowed = True
-            except (RedisError, OSError):
-                self.overflowed = True  # missed messages: the client catches up elsewhere
-                await asyncio.sleep(0.5)
-                with contextlib.suppress(RedisError, OSError):
-                    await self.pubsub.subscribe(self.channel)
-
-    async def next(self, wait: float | None) -> dict[str, Any] | None:
-        try:
-            return await asyncio.wait_for(self.queue.get(), wait)
-        except TimeoutError:
-            return None
-
-    def drain(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-
-
 class _RunTail:
     def __init__(self, websocket: WebSocket, run_id: uuid.UUID, after: int) -> None:
         self.websocket = websocket
@@ -186,11 +128,11 @@ class _RunTail:
         self.last = after
         state = app_state(websocket.app)
         self.sessionmaker = state.sessionmaker
-        self.redis = state.redis
+        self.hub = state.hub
 
     async def serve(self) -> None:
         await self._run()  # 404 before subscribing
-        async with _Feed(self.redis, run_channel(self.run_id)) as feed:
+        async with self.hub.subscribe(run_channel(self.run_id)) as feed:
             if await self._catch_up():
                 return await self._finish()
             while True:
