@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
+from websockets.sync.client import ClientConnection
 
 from tests.fixtures.processes import redis_clients_of
 from tests.fixtures.stack import Stack
@@ -100,3 +101,29 @@ def test_every_subscriber_gets_every_line_in_order_over_one_redis_connection(liv
     subscribed = [c for c in connections if int(str(c["sub"])) > 0]
     assert len(subscribed) == 1, connections
     assert len(connections) < 10, connections  # not one per subscriber
+
+
+def _statuses_of(socket: ClientConnection, run_id: str, last: str) -> list[str]:
+    statuses: list[str] = []
+    while last not in statuses:
+        message = json.loads(socket.recv(timeout=30))
+        if message.get("run") == run_id:
+            statuses.append(message["status"])
+    return statuses
+
+
+def test_the_events_socket_is_told_to_resync_after_redis_restarts(live: Stack) -> None:
+    """Fault: Redis restarted under a connected ``/ws/events`` client. Once the API has
+    subscribed again, the client is told to re-read (it may have missed changes), and
+    it hears the next runs' statuses."""
+    with live.client() as http, live.connect("/ws/events") as socket:
+        app = live.make_app(http, "resync")
+        first = live.trigger(http, app, "run", {"first": {"lines": 1}})
+        assert _statuses_of(socket, first["id"], "succeeded")[-1] == "succeeded"
+        live.redis.stop()
+        live.redis.start()
+        assert json.loads(socket.recv(timeout=30)) == {"type": "resync"}
+        second = live.trigger(http, app, "run", {"first": {"lines": 1}})
+        assert _statuses_of(socket, second["id"], "succeeded") == [
+            "queued", "running", "succeeded",
+        ]  # fmt: skip
