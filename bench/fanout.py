@@ -40,6 +40,7 @@ LINES = 20_000
 PACE = 0.0005  # seconds the command waits after each line
 HANDSHAKES = 50  # websocket handshakes at once
 SAMPLE_EVERY = 100  # the latency is measured on every 100th line
+READ_TIMEOUT = 900.0  # seconds for every subscriber to have its end
 RUNS = 10_000
 WARMUP_RUNS = 1_000
 ENTITIES = 100
@@ -210,9 +211,11 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         app = await make_app(http, "fanout")
         # A run holding the entity, so that the measured one waits, queued, while the
         # subscribers connect: every line then comes live.
-        blocker, _ = await trigger(http, operation_id(app, "run"), {"first": {"sleep": 600}})
+        hold = {"first": {"lines": 0, "sleep": 600}}
+        blocker, _ = await trigger(http, operation_id(app, "run"), hold)
         await wait_status(http, blocker, {"running"})
-        values = {"first": {"lines": lines, "pace": pace}}
+        # Every value given: a task instance keeps the values of its last run.
+        values = {"first": {"lines": lines, "pace": pace, "sleep": 0}}
         run_id, _ = await trigger(http, operation_id(app, "run"), values)
         before = rss_kib(api)
         tails = [Tail() for _ in range(subscribers)]
@@ -229,7 +232,9 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
             expect(await http.post(f"/api/v1/runs/{blocker}/cancel"), 202)
             await asyncio.gather(*(tail.started.wait() for tail in tails))
             connections = await api_connections(stack)
-            await asyncio.gather(*readers)
+            _done, unfinished = await asyncio.wait(readers, timeout=READ_TIMEOUT)
+            for reader in unfinished:
+                reader.cancel()
         await asyncio.sleep(SETTLE)
         after = rss_kib(api)
         stored, at = await emitted_at(http, run_id)
@@ -243,6 +248,7 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         "ended": sum(t.end is not None and t.end["complete"] is True for t in tails),
         "disorder": sum(t.disorder for t in tails),
         "errors": sorted({t.error for t in tails if t.error}),
+        "unfinished": len(unfinished),
         "p50": pct(delays, 50) if delays else float("nan"),
         "p95": pct(delays, 95) if delays else float("nan"),
         "samples": len(delays),
@@ -391,6 +397,8 @@ def fanout_markdown(a: dict[str, Any]) -> str:
     ]
     if a["errors"]:
         lines += ["", "Subscriber errors: " + "; ".join(a["errors"][:5])]
+    if a["unfinished"]:
+        lines += ["", f"{a['unfinished']} subscribers had no end after {READ_TIMEOUT:g} s."]
     return "\n".join(lines)
 
 

@@ -17,8 +17,10 @@ import json
 import logging
 import os
 from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -27,9 +29,15 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Opener = Callable[[], AbstractAsyncContextManager[T]]
+
 # Messages held for one client at most; past that it is fed from the database instead.
 CLIENT_BUFFER = 256
 RETRY = 0.5  # seconds between attempts to reach Redis again
+# Clients reading the database at once, at most: a thousand catching up together wait
+# their turn here rather than take every pooled connection (and time out waiting).
+READERS = 4
 PING_EVERY = 15.0  # a quiet connection is pinged; no answer by the next period: lost
 
 
@@ -56,6 +64,11 @@ class Subscription:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.hub.leave(self)
+
+    @property
+    def live(self) -> bool:
+        """Subscribed: every message published from now on comes, or the flag is raised."""
+        return self.hub.is_live(self.channel)
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Called by the hub; never blocks. Past ``size`` messages, flag and drop."""
@@ -117,10 +130,25 @@ class Hub:
         self.pubsub: PubSub | None = None
         self.lock = asyncio.Lock()  # one command at a time, in the order decided
         self.reader: asyncio.Task[None] | None = None
+        self.readers = asyncio.Semaphore(READERS)
 
     def subscribe(self, channel: str) -> Subscription:
         """A subscription to ``channel``, live once entered (or as soon as Redis is)."""
         return Subscription(self, channel, self.size)
+
+    def is_live(self, name: str) -> bool:
+        channel = self.channels.get(name)
+        return channel is not None and channel.live.is_set()
+
+    def gated(self, opener: Callable[[], AbstractAsyncContextManager[T]]) -> Opener[T]:
+        """``opener`` (a sessionmaker), entered by at most ``READERS`` clients at once."""
+
+        @contextlib.asynccontextmanager
+        async def gated_opener() -> AsyncIterator[T]:
+            async with self.readers, opener() as opened:
+                yield opened
+
+        return gated_opener
 
     async def join(self, client: Subscription) -> None:
         """Add a client; the first of a channel subscribes. Waits (a bounded time) until
@@ -211,6 +239,11 @@ class Hub:
                 self.pubsub = None
             for channel in self.channels.values():
                 channel.live.clear()
+                # Not live: they go back to the database, and look there again from time
+                # to time until the channel is live again (then they are flagged again).
+                for client in channel.clients:
+                    if client.joined:
+                        client.flag()
         with contextlib.suppress(RedisError, OSError):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

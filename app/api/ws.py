@@ -33,7 +33,10 @@ from app.state import app_state
 router = APIRouter()
 
 PAGE = 1000
-IDLE_CHECK = 5.0
+IDLE_CHECK = 5.0  # while not subscribed (Redis lost): a look at the database this often
+# While subscribed, nothing published is missed unflagged: only a rare look, for what was
+# never published (a relay that died between its commit and its publish).
+LIVE_CHECK = 30.0
 COMPLETE_WAIT = 5.0
 
 
@@ -127,8 +130,8 @@ class _RunTail:
         self.run_id = run_id
         self.last = after
         state = app_state(websocket.app)
-        self.sessionmaker = state.sessionmaker
         self.hub = state.hub
+        self.sessionmaker = self.hub.gated(state.sessionmaker)
 
     async def serve(self) -> None:
         await self._run()  # 404 before subscribing
@@ -136,7 +139,7 @@ class _RunTail:
             if await self._catch_up():
                 return await self._finish()
             while True:
-                message = await feed.next(IDLE_CHECK)
+                message = await feed.next(LIVE_CHECK if feed.live else IDLE_CHECK)
                 if message is None or feed.overflowed:
                     feed.overflowed = False
                     feed.drain()
@@ -176,10 +179,15 @@ class _RunTail:
         """Send every stored line after the last sent; ``True`` if the run has ended."""
         while True:
             async with self.sessionmaker() as session:
-                lines = await runs.log_after(session, self.run_id, self.last, PAGE)
-            if lines:
-                await self._send_lines([(line.seq, line.stream, line.line) for line in lines])
-            if len(lines) < PAGE:
+                rows = await runs.log_after(session, self.run_id, self.last, PAGE)
+            count = len(rows)
+            if rows:
+                # Only the text waits on a slow client, not a page of rows: with a
+                # thousand clients catching up at once, that is most of the API's memory.
+                text, last = _encode([(line.seq, line.stream, line.line) for line in rows])
+                del rows
+                await self._send(text, last)
+            if count < PAGE:
                 break
         run = await self._run()
         return run.status in FINAL
@@ -215,6 +223,14 @@ class _RunTail:
         await self.websocket.close()
 
     async def _send_lines(self, lines: list[tuple[int, str, str]]) -> None:
-        body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
-        await self.websocket.send_text(json.dumps({"type": "log", "lines": body}))
-        self.last = lines[-1][0]
+        await self._send(*_encode(lines))
+
+    async def _send(self, text: str, last: int) -> None:
+        await self.websocket.send_text(text)
+        self.last = last
+
+
+def _encode(lines: list[tuple[int, str, str]]) -> tuple[str, int]:
+    """A ``log`` message of ``lines``, and the last seq in it."""
+    body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
+    return json.dumps({"type": "log", "lines": body}), lines[-1][0]
