@@ -118,6 +118,7 @@ class Tail:
     """One subscriber's view, checked as it comes."""
 
     received: int = 0
+    messages: int = 0  # log messages: frames of one line or of many
     last: int = 0
     disorder: int = 0  # lines whose seq was not the one after the last
     end: dict[str, Any] | None = None
@@ -131,6 +132,7 @@ class Tail:
         if message["type"] != "log":
             return
         self.started.set()
+        self.messages += 1
         now = time.time()
         for line in message["lines"]:
             seq = line["seq"]
@@ -252,6 +254,7 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         "p50": pct(delays, 50) if delays else float("nan"),
         "p95": pct(delays, 95) if delays else float("nan"),
         "samples": len(delays),
+        "frames": statistics.mean(t.messages for t in tails),
         "rss_before": before,
         "rss_peak": sampler.peak,
         "rss_after": after,
@@ -389,6 +392,8 @@ def fanout_markdown(a: dict[str, Any]) -> str:
         f"| emission to the last subscriber's receipt, p50 | {a['p50'] * 1000:,.0f} ms "
         f"| (over {a['samples']} sampled lines) |",
         f"| emission to the last subscriber's receipt, p95 | {a['p95'] * 1000:,.0f} ms | |",
+        f"| log frames per subscriber (mean; lines are merged for a client behind) | "
+        f"{a['frames']:,.0f} | |",
         f"| API RSS before / peak / after (settled {SETTLE:g} s) | {mib(a['rss_before'])} / "
         f"{mib(a['rss_peak'])} / {mib(a['rss_after'])} | bounded |",
         f"| Redis connections of the API while streaming (subscribed) | "

@@ -238,12 +238,7 @@ class Hub:
             if self.pubsub is pubsub:
                 self.pubsub = None
             for channel in self.channels.values():
-                channel.live.clear()
-                # Not live: they go back to the database, and look there again from time
-                # to time until the channel is live again (then they are flagged again).
-                for client in channel.clients:
-                    if client.joined:
-                        client.flag()
+                channel.live.clear()  # its clients are flagged once it is live again
         with contextlib.suppress(RedisError, OSError):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 
 from app.api.access import visible_run
+from app.api.hub import Subscription
 from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
@@ -146,7 +147,7 @@ class _RunTail:
                     if await self._catch_up():
                         return await self._finish()
                     continue
-                if await self._live(message):
+                if await self._live(_with_next_lines(feed, message)):
                     return await self._finish()
 
     async def _live(self, message: dict[str, Any]) -> bool:
@@ -228,6 +229,28 @@ class _RunTail:
     async def _send(self, text: str, last: int) -> None:
         await self.websocket.send_text(text)
         self.last = last
+
+
+def _with_next_lines(feed: Subscription, message: dict[str, Any]) -> dict[str, Any]:
+    """A log message and the ones buffered behind it that follow on, as one.
+
+    A client that is behind gets fewer, larger frames (up to ``PAGE`` lines), so that
+    the cost per frame does not keep it behind; one that keeps up gets each as it comes.
+    """
+    if message.get("type") != "log" or not message["lines"]:
+        return message
+    lines: list[Any] = message["lines"]
+    merged: list[Any] | None = None
+    while feed.buffer and len(merged or lines) < PAGE:
+        following = feed.buffer[0]
+        if following.get("type") != "log" or not following["lines"]:
+            break
+        if following["lines"][0][0] != (merged or lines)[-1][0] + 1:
+            break  # a gap or an overlap: _live deals with it, one message at a time
+        merged = merged or list(lines)
+        merged.extend(following["lines"])
+        feed.buffer.popleft()
+    return message if merged is None else {**message, "lines": merged}
 
 
 def _encode(lines: list[tuple[int, str, str]]) -> tuple[str, int]:
