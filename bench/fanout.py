@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import sys
@@ -119,6 +120,9 @@ class Tail:
 
     received: int = 0
     messages: int = 0  # log messages: frames of one line or of many
+    first_at: float = 0.0
+    last_at: float = 0.0
+    end_at: float = 0.0
     last: int = 0
     disorder: int = 0  # lines whose seq was not the one after the last
     end: dict[str, Any] | None = None
@@ -127,13 +131,15 @@ class Tail:
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def take(self, message: dict[str, Any], latest: dict[int, float]) -> None:
+        now = time.time()
         if message["type"] == "end":
-            self.end = message
+            self.end, self.end_at = message, now
         if message["type"] != "log":
             return
         self.started.set()
         self.messages += 1
-        now = time.time()
+        self.first_at = self.first_at or now
+        self.last_at = now
         for line in message["lines"]:
             seq = line["seq"]
             self.disorder += seq != self.last + 1
@@ -182,6 +188,23 @@ class RssSampler:
             self.peak = max(self.peak, rss_kib(self.pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_idle(pid: int, busy: float = 0.05, limit: float = 600) -> float:
+    """When the process used less than ``busy`` of a CPU over a second."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(1)
+        if cpu_seconds(pid) - before < busy:
+            return time.monotonic() - 1
+    raise BenchError(f"the API was still busy after {limit:g} s")
+
+
 async def api_connections(stack: BenchStack) -> list[dict[str, Any]]:
     redis = aioredis.Redis(port=stack.redis_port)
     try:
@@ -223,14 +246,17 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         tails = [Tail() for _ in range(subscribers)]
         latest: dict[int, float] = {}
         gate = asyncio.Semaphore(HANDSHAKES)
+        started = time.monotonic()
         with RssSampler(api) as sampler:
             say(f"(a) connecting {subscribers} subscribers")
             readers = [
                 asyncio.create_task(follow(stack, run_id, tail, gate, latest)) for tail in tails
             ]
             await asyncio.gather(*(tail.open.wait() for tail in tails))
-            await asyncio.sleep(2)  # their subscriptions, after the handshakes
-            say(f"(a) all connected; the run starts: {lines} lines")
+            # Open is not ready: each then signs in, loads the run, subscribes and reads
+            # the (empty) log; ready when the API has nothing left to do.
+            ready = await wait_idle(api) - started
+            say(f"(a) all connected and ready after {ready:.1f} s; the run starts: {lines} lines")
             expect(await http.post(f"/api/v1/runs/{blocker}/cancel"), 202)
             await asyncio.gather(*(tail.started.wait() for tail in tails))
             connections = await api_connections(stack)
@@ -241,6 +267,14 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         after = rss_kib(api)
         stored, at = await emitted_at(http, run_id)
     delays = [latest[seq] - at[seq] for seq in at if seq in latest]
+    first = min(at.values())
+    for what in ("first_at", "last_at", "end_at"):
+        times = sorted(getattr(t, what) - first for t in tails)
+        say(
+            f"(a) {what} after the first line's emission: min {times[0]:.1f} s, "
+            f"median {times[len(times) // 2]:.1f} s, max {times[-1]:.1f} s"
+        )
+    say(f"(a) the last sampled line emitted {max(at.values()) - first:.1f} s after the first")
     return {
         "subscribers": subscribers,
         "lines": lines,
@@ -254,6 +288,7 @@ async def fanout(stack: BenchStack, subscribers: int, lines: int, pace: float) -
         "p50": pct(delays, 50) if delays else float("nan"),
         "p95": pct(delays, 95) if delays else float("nan"),
         "samples": len(delays),
+        "ready": ready,
         "frames": statistics.mean(t.messages for t in tails),
         "rss_before": before,
         "rss_peak": sampler.peak,
@@ -392,6 +427,8 @@ def fanout_markdown(a: dict[str, Any]) -> str:
         f"| emission to the last subscriber's receipt, p50 | {a['p50'] * 1000:,.0f} ms "
         f"| (over {a['samples']} sampled lines) |",
         f"| emission to the last subscriber's receipt, p95 | {a['p95'] * 1000:,.0f} ms | |",
+        f"| from the first handshake to every subscriber signed in, subscribed and caught up "
+        f"(the API idle again) | {a['ready']:,.1f} s | |",
         f"| log frames per subscriber (mean; lines are merged for a client behind) | "
         f"{a['frames']:,.0f} | |",
         f"| API RSS before / peak / after (settled {SETTLE:g} s) | {mib(a['rss_before'])} / "

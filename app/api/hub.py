@@ -33,7 +33,10 @@ T = TypeVar("T")
 Opener = Callable[[], AbstractAsyncContextManager[T]]
 
 # Messages held for one client at most; past that it is fed from the database instead.
-CLIENT_BUFFER = 256
+# Cheap: every client holds the same decoded messages, so a client costs a pointer per
+# message; deep enough that a thousand clients of a fast log stay live, instead of all
+# going to the database at once.
+CLIENT_BUFFER = 4096
 RETRY = 0.5  # seconds between attempts to reach Redis again
 # Clients reading the database at once, at most: a thousand catching up together wait
 # their turn here rather than take every pooled connection (and time out waiting).
