@@ -376,20 +376,21 @@ async def rss_of(stack: BenchStack) -> dict[str, int]:
 
 
 async def many_runs(stack: BenchStack, runs: int, warmup: int) -> dict[str, Any]:
+    # RSS after the warm-up, then at thirds of the rest: a cache filling levels off,
+    # a leak goes on.
+    marks = [warmup + (runs - warmup) * third // 3 for third in range(4)]
     async with stack.api.http(timeout=120) as http:
         apps = [await make_app(http, f"runs-{n:03d}") for n in range(ENTITIES)]
         flow = Flow(http)
         listener = asyncio.create_task(listen(stack, flow))
         await asyncio.sleep(1)
         started = time.perf_counter()
-        say(f"(b) {warmup} runs (warm-up)")
-        await post_runs(flow, apps, 0, warmup)
-        warm = await rss_of(stack)
-        say(f"(b) after {warmup} runs: {warm}; {runs - warmup} more")
-        await post_runs(flow, apps, warmup, runs)
-        seconds = time.perf_counter() - started
-        done = await rss_of(stack)
-        say(f"(b) after {runs} runs: {done}")
+        samples: list[tuple[int, dict[str, int]]] = []
+        for first, last in zip([0, *marks], marks, strict=False):
+            await post_runs(flow, apps, first, last)
+            samples.append((last, await rss_of(stack)))
+            say(f"(b) after {last} runs: {samples[-1][1]}")
+        seconds = time.perf_counter() - started - len(marks) * SETTLE
         listener.cancel()
     return {
         "runs": runs,
@@ -397,9 +398,8 @@ async def many_runs(stack: BenchStack, runs: int, warmup: int) -> dict[str, Any]
         "ended": flow.ended,
         "failed": flow.failed,
         "refused": flow.refused,
-        "seconds": seconds - 2 * SETTLE,
-        "warm": warm,
-        "done": done,
+        "seconds": seconds,
+        "samples": samples,
     }
 
 
@@ -445,13 +445,13 @@ def fanout_markdown(a: dict[str, Any]) -> str:
 
 
 def runs_markdown(b: dict[str, Any]) -> str:
+    samples: list[tuple[int, dict[str, int]]] = b["samples"]
     rows = []
     for name in ("worker", "relay", "api"):
-        change = growth(b["warm"][name], b["done"][name])
-        rows.append(
-            f"| {name} | {mib(b['warm'][name])} | {mib(b['done'][name])} | "
-            f"{change:+.1f} % {'✅' if change < 10 else '❌'} |"
-        )
+        change = growth(samples[0][1][name], samples[-1][1][name])
+        rss = " | ".join(mib(sample[name]) for _count, sample in samples)
+        rows.append(f"| {name} | {rss} | {change:+.1f} % {'✅' if change < 10 else '❌'} |")
+    counts = " | ".join(f"RSS at {count:,}" for count, _sample in samples)
     return "\n".join(
         [
             f"### {b['runs']:,} runs through one worker (issue 14)",
@@ -460,10 +460,11 @@ def runs_markdown(b: dict[str, Any]) -> str:
             f"concurrent clients with at most {IN_FLIGHT} in flight: {b['ended']:,} ended "
             f"({b['failed']} not succeeded), {b['refused']} POSTs answered 5xx and sent "
             f"again, {b['runs'] / b['seconds']:.1f} runs/s. RSS read idle ({SETTLE:g} s "
-            f"after the last run ended), after the {b['warmup']:,} warm-up runs and at the end.",
+            f"after the last run ended), after the {b['warmup']:,} warm-up runs, then at "
+            "each third of the rest.",
             "",
-            f"| Process | RSS at {b['warmup']:,} | RSS at {b['runs']:,} | Growth (aim < 10 %) |",
-            "|---|---|---|---|",
+            f"| Process | {counts} | Growth after the warm-up (aim < 10 %) |",
+            "|---|" + "---|" * (len(samples) + 1),
             *rows,
         ]
     )
