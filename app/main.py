@@ -18,6 +18,7 @@ from swagger_ui_bundle import swagger_ui_path
 from app.api import accounts, health, operations, pages, runs, ws
 from app.api import catalog as catalog_api
 from app.api.entities import entity_router
+from app.api.hub import Hub
 from app.catalog.registry import Catalog, catalog_with
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
@@ -46,9 +47,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         state.engine = create_engine(settings.database_url, settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
+        state.hub = Hub(settings.redis_url, settings.redis_timeout.total_seconds())
         try:
             yield
         finally:
+            await state.hub.aclose()
             await state.redis.aclose()
             await state.engine.dispose()
 

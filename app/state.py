@@ -1,8 +1,8 @@
 """What the application holds for its lifetime, typed: the one home of ``app.state``.
 
 Settings, the catalogue and the secret box are set when the app is made; the engine,
-the sessionmaker and the Redis client when its lifespan starts. Code reads them through
-``app_state()``, never through loose ``app.state.x`` attributes.
+the sessionmaker, the Redis client and the pub/sub hub when its lifespan starts. Code
+reads them through ``app_state()``, never through loose ``app.state.x`` attributes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.datastructures import State
 
+from app.api.hub import Hub
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.queue import QueueClient
@@ -27,6 +28,7 @@ class AppState(State):
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: QueueClient
+    hub: Hub  # the process's one pub/sub connection, for its websocket clients
 
 
 def app_state(app: Any) -> AppState:

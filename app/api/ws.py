@@ -1,25 +1,25 @@
 """Websockets: a run's log, live and lossless; run status changes.
 
 Every API process can serve every client: lines come from the database, and news of
-new ones from Redis pub/sub, published by the relay after its commit. So a client
-first gets the stored lines after ``after``, then live ones; a gap in the live
-stream (a message missed, a slow client's overflow) is filled from the database.
+new ones from Redis pub/sub, published by the relay after its commit, through the
+process's one subscription (``app.api.hub``). So a client first gets the stored lines
+after ``after``, then live ones; a gap in the live stream (a message missed, a slow
+client's overflow) is filled from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from app.api.access import visible_run
+from app.api.hub import Subscription
 from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
@@ -27,17 +27,17 @@ from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
 from app.events import STATUS_CHANNEL, run_channel
-from app.queue import QueueClient
 from app.security.auth import authenticate
 from app.security.principal import Principal
 from app.state import app_state
 
 router = APIRouter()
 
-# Messages held for one client at most; past that it is fed from the database instead.
-CLIENT_BUFFER = 256
 PAGE = 1000
-IDLE_CHECK = 5.0
+IDLE_CHECK = 5.0  # while not subscribed (Redis lost): a look at the database this often
+# While subscribed, nothing published is missed unflagged: only a rare look, for what was
+# never published (a relay that died between its commit and its publish).
+LIVE_CHECK = 30.0
 COMPLETE_WAIT = 5.0
 # Ended runs remembered per /ws/events connection, to drop their stale statuses.
 ENDED_HELD = 10_000
@@ -66,7 +66,7 @@ async def run_events(websocket: WebSocket) -> None:
     principal = await _admit(websocket)
     if principal is None:
         return
-    feed = _Feed(app_state(websocket.app).redis, STATUS_CHANNEL)
+    feed = app_state(websocket.app).hub.subscribe(STATUS_CHANNEL)
     teams: dict[str, uuid.UUID | None] = {}
     ended = _Ended()
     try:
@@ -155,83 +155,29 @@ async def _may_see(
     return team is not None and principal.can(team, Role.viewer)
 
 
-class _Feed:
-    """One pub/sub subscription feeding a bounded queue; overflow is flagged, not blocked."""
-
-    def __init__(self, redis: QueueClient, channel: str) -> None:
-        self.redis = redis
-        self.channel = channel
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_BUFFER)
-        self.overflowed = False
-        self.pubsub: PubSub | None = None
-        self.reader: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Feed:
-        self.pubsub = self.redis.pubsub()
-        await self.pubsub.subscribe(self.channel)
-        self.reader = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError):
-                await self.reader
-        if self.pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.pubsub.reset()
-
-    async def _read(self) -> None:
-        assert self.pubsub is not None
-        while True:
-            try:
-                async for message in self.pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    try:
-                        self.queue.put_nowait(json.loads(message["data"]))
-                    except asyncio.QueueFull:
-                        self.overflowed = True
-            except (RedisError, OSError):
-                self.overflowed = True  # missed messages: the client catches up elsewhere
-                await asyncio.sleep(0.5)
-                with contextlib.suppress(RedisError, OSError):
-                    await self.pubsub.subscribe(self.channel)
-
-    async def next(self, wait: float | None) -> dict[str, Any] | None:
-        try:
-            return await asyncio.wait_for(self.queue.get(), wait)
-        except TimeoutError:
-            return None
-
-    def drain(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-
-
 class _RunTail:
     def __init__(self, websocket: WebSocket, run_id: uuid.UUID, after: int) -> None:
         self.websocket = websocket
         self.run_id = run_id
         self.last = after
         state = app_state(websocket.app)
-        self.sessionmaker = state.sessionmaker
-        self.redis = state.redis
+        self.hub = state.hub
+        self.sessionmaker = self.hub.gated(state.sessionmaker)
 
     async def serve(self) -> None:
         await self._run()  # 404 before subscribing
-        async with _Feed(self.redis, run_channel(self.run_id)) as feed:
+        async with self.hub.subscribe(run_channel(self.run_id)) as feed:
             if await self._catch_up():
                 return await self._finish()
             while True:
-                message = await feed.next(IDLE_CHECK)
+                message = await feed.next(LIVE_CHECK if feed.live else IDLE_CHECK)
                 if message is None or feed.overflowed:
                     feed.overflowed = False
                     feed.drain()
                     if await self._catch_up():
                         return await self._finish()
                     continue
-                if await self._live(message):
+                if await self._live(_with_next_lines(feed, message)):
                     return await self._finish()
 
     async def _live(self, message: dict[str, Any]) -> bool:
@@ -264,10 +210,15 @@ class _RunTail:
         """Send every stored line after the last sent; ``True`` if the run has ended."""
         while True:
             async with self.sessionmaker() as session:
-                lines = await runs.log_after(session, self.run_id, self.last, PAGE)
-            if lines:
-                await self._send_lines([(line.seq, line.stream, line.line) for line in lines])
-            if len(lines) < PAGE:
+                rows = await runs.log_after(session, self.run_id, self.last, PAGE)
+            count = len(rows)
+            if rows:
+                # Only the text waits on a slow client, not a page of rows: with a
+                # thousand clients catching up at once, that is most of the API's memory.
+                text, last = _encode([(line.seq, line.stream, line.line) for line in rows])
+                del rows
+                await self._send(text, last)
+            if count < PAGE:
                 break
         run = await self._run()
         return run.status in FINAL
@@ -303,6 +254,36 @@ class _RunTail:
         await self.websocket.close()
 
     async def _send_lines(self, lines: list[tuple[int, str, str]]) -> None:
-        body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
-        await self.websocket.send_text(json.dumps({"type": "log", "lines": body}))
-        self.last = lines[-1][0]
+        await self._send(*_encode(lines))
+
+    async def _send(self, text: str, last: int) -> None:
+        await self.websocket.send_text(text)
+        self.last = last
+
+
+def _with_next_lines(feed: Subscription, message: dict[str, Any]) -> dict[str, Any]:
+    """A log message and the ones buffered behind it that follow on, as one.
+
+    A client that is behind gets fewer, larger frames (up to ``PAGE`` lines), so that
+    the cost per frame does not keep it behind; one that keeps up gets each as it comes.
+    """
+    if message.get("type") != "log" or not message["lines"]:
+        return message
+    lines: list[Any] = message["lines"]
+    merged: list[Any] | None = None
+    while feed.buffer and len(merged or lines) < PAGE:
+        following = feed.buffer[0]
+        if following.get("type") != "log" or not following["lines"]:
+            break
+        if following["lines"][0][0] != (merged or lines)[-1][0] + 1:
+            break  # a gap or an overlap: _live deals with it, one message at a time
+        merged = merged or list(lines)
+        merged.extend(following["lines"])
+        feed.buffer.popleft()
+    return message if merged is None else {**message, "lines": merged}
+
+
+def _encode(lines: list[tuple[int, str, str]]) -> tuple[str, int]:
+    """A ``log`` message of ``lines``, and the last seq in it."""
+    body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
+    return json.dumps({"type": "log", "lines": body}), lines[-1][0]

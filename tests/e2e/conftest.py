@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,9 @@ def stack(
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('stack') / 'aegir.sqlite3'}"
     else:
-        url = create_database(request.getfixturevalue("postgres_url"), "aegir_stack")
+        # A name of its own: tests/faults/ has a stack of its own from this fixture.
+        name = f"aegir_stack_{uuid.uuid4().hex[:8]}"
+        url = create_database(request.getfixturevalue("postgres_url"), name)
     with running_stack(url) as system:
         yield system
 
