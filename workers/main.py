@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 from typing import Any, TypedDict, cast
 
@@ -131,7 +132,24 @@ def _dispatch(
             worker.wake.set()
 
 
+def _watch_children_without_threads() -> None:
+    """Python 3.11 waits for each command in a thread of its own (ThreadedChildWatcher):
+    a thread, and glibc's memory arena for it, per command of every run, which grew the
+    worker's RSS by 13 % over 10,000 runs. A pidfd watcher waits in the event loop
+    instead (Linux 5.3+; the default from Python 3.12, where this is not needed)."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return  # a kernel without pidfds: keep the threaded watcher
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+
 async def serve_worker(settings: Settings) -> None:
+    _watch_children_without_threads()
     engine = create_engine(settings.database_url, settings)
     redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
     state = WorkerState(
