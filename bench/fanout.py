@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from app.entities.run import states
 from bench.sections import write_section
 from bench.system import BenchStack, Database, code_version, cpu_model
 from tests.fixtures.processes import redis_clients_of, rss_kib
@@ -49,7 +50,7 @@ POSTERS = 20  # concurrent clients posting runs
 IN_FLIGHT = 50  # runs posted and not yet ended, at most
 RUN_LINES = 3
 SETTLE = 3.0  # seconds of quiet before an RSS reading
-FINAL = {"succeeded", "failed", "cancelled", "lost"}
+
 # What was found about the worker's growth (2026-11-27), measured apart from this bench.
 WORKER_GROWTH = (
     "Where the worker's growth is (measured apart): not in Python objects. A worker run "
@@ -343,7 +344,7 @@ class Flow:
         """After a resync (missed events), ask the API about the runs in flight."""
         for run_id in list(self.outstanding):
             status = await run_status(self.http, run_id)
-            if status in FINAL:
+            if status in states.FINAL:
                 self.end(run_id, status)
 
     async def drain(self) -> None:
@@ -361,7 +362,7 @@ async def listen(stack: BenchStack, flow: Flow) -> None:
             message = json.loads(raw)
             if message.get("type") == "resync":
                 await flow.recheck()
-            elif message.get("status") in FINAL:
+            elif message.get("status") in states.FINAL:
                 flow.end(str(message["run"]), str(message["status"]))
 
 

@@ -38,6 +38,11 @@ logger = logging.getLogger("aegir.relay")
 # heartbeats and API writes (a heartbeat that waits too long loses its lease).
 READ_COUNT = 20
 BLOCK_MS = 1000
+# After a full batch on SQLite, while a backlog drains (a Redis restart, a long log):
+# a pause that lets the others' writes in. SQLite's busy handler retries on its own
+# schedule (up to 100 ms apart), and a relay that takes the lock again at once can
+# starve a worker's heartbeat until its lease runs out.
+SQLITE_YIELD = 0.1
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -83,6 +88,8 @@ class Relay:
                 if entries:
                     await self.handle(entries)
                     self.outage.ended("relay: events stored again")
+                    if len(entries) == READ_COUNT and self.settings.is_sqlite:
+                        await asyncio.sleep(SQLITE_YIELD)
                 self.redis_outage.ended("relay: Redis back")
             except (RedisError, OSError, SQLAlchemyError) as error:
                 # Nothing was acknowledged: the entries stay pending, read again from "0".
