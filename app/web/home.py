@@ -27,12 +27,12 @@ async def home(
         _rows, counts[kind.name] = await entities.page(session, kind.name, None, 1, 0, teams)
     active: list[Run] = []
     for status in (RunStatus.running, RunStatus.cancelling, RunStatus.queued):
-        found, _ = await runs.page(
+        found, _ = await runs.newest_page(
             session, entity_id=None, operation_id=None, status=status, limit=20, offset=0,
             teams=teams,
         )  # fmt: skip
         active += found
-    failed, _ = await runs.page(
+    failed, _ = await runs.newest_page(
         session, entity_id=None, operation_id=None, status=RunStatus.failed, limit=10, offset=0,
         teams=teams,
     )  # fmt: skip

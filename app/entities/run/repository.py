@@ -42,31 +42,6 @@ async def team_of(session: AsyncSession, run: Run) -> uuid.UUID:
     return team_id
 
 
-async def page(
-    session: AsyncSession,
-    *,
-    entity_id: uuid.UUID | None,
-    operation_id: uuid.UUID | None,
-    status: str | None,
-    limit: int,
-    offset: int,
-    teams: set[uuid.UUID] | None,
-) -> tuple[list[Run], int]:
-    query = select(Run)
-    if teams is not None:
-        query = query.join(Entity, Entity.id == Run.entity_id).where(Entity.team_id.in_(teams))
-    if entity_id is not None:
-        query = query.where(Run.entity_id == entity_id)
-    if operation_id is not None:
-        query = query.where(Run.operation_id == operation_id)
-    if status is not None:
-        query = query.where(Run.status == status)
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    query = query.options(selectinload(Run.tasks)).order_by(Run.created_at.desc(), Run.id)
-    rows = await session.execute(query.limit(limit).offset(offset))
-    return list(rows.scalars()), total
-
-
 def _latest(
     partition: InstrumentedAttribute[uuid.UUID], where: ColumnElement[bool]
 ) -> Select[tuple[uuid.UUID]]:
@@ -517,8 +492,7 @@ async def log_after(
     return list((await session.execute(query)).scalars())
 
 
-# Reads for the lists at fleet size (issue 14, pages; apart from the moves above). The
-# home page still calls ``page``, which these could replace.
+# Reads for the lists at fleet size (apart from the moves above).
 
 
 async def newest_page(
