@@ -319,8 +319,9 @@ def render(results: dict[str, Result]) -> str:
         "cores does not inflate (on SQLite it includes the queries; on PostgreSQL the "
         "server's own work is not in it).",
         "- PostgreSQL: a throwaway server started with `fsync=off`, `ANALYZE`d after seeding.",
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores shared with other work while "
-        f"measured (not a clean figure); code {code_version()}.",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} cores; the load average in each "
+        "heading says whether other work shared them (about 1: the bench alone; well above: "
+        f"not a clean figure); code {code_version()}.",
         "",
         *FIXED,
         "",
