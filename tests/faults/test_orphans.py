@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from executors.shepherd import exists
 from tests.fixtures.stack import LEASE, SWEEP, Stack, wait_for
 
 # A lost worker is noticed within the lease plus a sweep; slack for a loaded machine.
@@ -30,14 +31,6 @@ def _pids(path: Path) -> list[int]:
 def _attempts(path: Path) -> list[dict[str, Any]]:
     log = Path(f"{path}.log")
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _ensure_worker(stack: Stack) -> None:
@@ -81,10 +74,10 @@ def test_a_killed_workers_processes_are_gone_before_the_run_is_run_again(
         wait_for(lambda: _said(live, http, run["id"], marker), "attempt 1 to log", 60)
         wait_for(lambda: _pids(pids), "attempt 1 to start its processes", timeout=60)
         first = _pids(pids)
-        assert all(_alive(pid) for pid in first)
+        assert all(exists(pid) for pid in first)
         live.kill("worker", signal.SIGKILL)
         wait_for(
-            lambda: not any(_alive(pid) for pid in first),
+            lambda: not any(exists(pid) for pid in first),
             "attempt 1's processes to be gone",
             timeout=SETTLED_WITHIN,
         )
@@ -123,8 +116,8 @@ def test_the_sweeper_stops_what_a_killed_shepherd_left(live: Stack, tmp_path: Pa
             os.kill(pid, signal.SIGKILL)
         worker.wait(30)
         stray = first[2]
-        assert _alive(stray), "a stray outlives its shepherd until the sweeper comes"
-        wait_for(lambda: not _alive(stray), "the sweeper to stop the stray", SETTLED_WITHIN)
+        assert exists(stray), "a stray outlives its shepherd until the sweeper comes"
+        wait_for(lambda: not exists(stray), "the sweeper to stop the stray", SETTLED_WITHIN)
         live.start_process("worker")
         done = live.wait_status(http, run["id"], {"succeeded", "failed", "lost"}, timeout=90)
         lines = [line["line"] for line in _lines(live, http, run["id"])]
@@ -177,7 +170,7 @@ def test_a_stopped_worker_hands_back_a_safe_run(live: Stack, tmp_path: Path) -> 
         assert worker.wait(30) == 0
         after = live.run(http, run["id"])
         assert after["status"] == "queued", "a stopped worker leaves no run running"
-        assert not any(_alive(pid) for pid in first)
+        assert not any(exists(pid) for pid in first)
         live.start_process("worker")
         done = live.wait_status(http, run["id"], {"succeeded", "failed", "lost"}, timeout=60)
         lines = [line["line"] for line in _lines(live, http, run["id"])]
