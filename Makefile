@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-deps lint typecheck pytest bench bench-scale clean
+.PHONY: install run test test-fast test-deps lint typecheck pytest bench bench-hosting bench-scale clean
 
 $(STAMP): pyproject.toml plugins/aegir-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ test-fast: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The real back-end (issue 12): server verify and site install through Ansible on the
+# test servers, and the login action, locally and over SSH, each against its baseline.
+# Needs the test servers' programs (scripts/test-deps); writes its own sections.
+bench-hosting: $(STAMP)
+	$(BIN)/python -m bench.hosting
+	$(BIN)/python -m bench.actions
 
 # Faults and scale (issue 14): 1,000 run requests from 50 clients, pages over 10,000
 # sites and 1,000,000 log lines, 1,000 websocket subscribers and 10,000 runs through one
