@@ -64,7 +64,24 @@ class LocalCommand:
         return "local command " + " ".join(self.argv)
 
 
-ExecutorBinding = AnsibleRole | LocalCommand
+@dataclass(frozen=True)
+class KubernetesStep:
+    """Run the Kubernetes back-end's step ``step`` (``executors/kubernetes``) on a cluster.
+
+    A step is one of the back-end's verbs (apply an environment's manifests and watch the
+    rollout, run a Job, exec in a ready pod, ...); its manifests come from pure builders
+    of the entity's typed fields, never from text templates. The catalogue names the
+    step, it does not import the back-end.
+    """
+
+    step: str
+    kind: ClassVar[Literal["kubernetes"]] = "kubernetes"
+
+    def describe(self, task_name: str) -> str:
+        return f"kubernetes {self.step}"
+
+
+ExecutorBinding = AnsibleRole | LocalCommand | KubernetesStep
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,15 @@ def test_the_example_plugin_is_loaded_from_its_entry_point() -> None:
 
 def test_builtins_alone_without_plugins() -> None:
     catalog = build_catalog(plugins=False)
-    assert set(catalog.kinds) == {"server", "platform", "site"}
+    assert set(catalog.kinds) == {
+        "server",
+        "platform",
+        "site",
+        "cluster",
+        "project",
+        "release",
+        "environment",
+    }
     assert "purge_cache" not in catalog.kinds["site"].operations
 
 

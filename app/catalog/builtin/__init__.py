@@ -1,6 +1,7 @@
-"""The built-in entity kinds of the VM back-end: servers, platforms and sites."""
+"""The built-in entity kinds: servers, platforms and sites (VM back-end); clusters,
+projects, releases and environments (Kubernetes back-end)."""
 
-from app.catalog.builtin import platform, server, site
+from app.catalog.builtin import kubernetes, platform, server, site
 from app.catalog.registry import Catalog
 
 
@@ -8,3 +9,4 @@ def register_builtins(catalog: Catalog) -> None:
     server.register(catalog)
     platform.register(catalog)
     site.register(catalog)
+    kubernetes.register(catalog)

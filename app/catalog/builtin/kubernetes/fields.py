@@ -1,0 +1,170 @@
+"""Kubernetes kinds' own fields, and the validating types of what reaches a manifest.
+
+``kubernetes-validate`` checks a manifest's shape, not its names or enum values: every
+name, image reference, quantity and variable name is checked here, where the user typed
+it, so a bad one is a 422 beside its field and never a half-applied environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, HttpUrl, StringConstraints
+
+from app.catalog.fields import AbsolutePath, DomainName, GitRef, GitUrl, Port
+from app.catalog.types import EntityFields
+
+DnsLabel = Annotated[
+    str,
+    StringConstraints(max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"),
+    Field(
+        description="A Kubernetes name (RFC 1123 label): lower-case letters, digits and '-'.",
+        examples=["web"],
+    ),
+]
+
+# Environments name their namespace "aegir-NAME": 6 characters of the label's 63 are taken.
+EnvironmentName = Annotated[
+    str,
+    StringConstraints(max_length=57, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,55}[a-z0-9])?$"),
+    Field(
+        description="Lower-case letters, digits and '-', 57 at most; its namespace is aegir-NAME.",
+        examples=["acme-prod"],
+    ),
+]
+
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(
+        max_length=253,
+        pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$",
+    ),
+    Field(description="A Kubernetes object name (RFC 1123 subdomain).", examples=["nginx"]),
+]
+
+Quantity = Annotated[
+    str,
+    StringConstraints(max_length=32, pattern=r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|Pi)$"),
+    Field(description="A size in binary units: Ki, Mi, Gi, Ti or Pi.", examples=["10Gi"]),
+]
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# As the image reference grammar says: a first component is a registry only when it has a
+# dot or a port, or is "localhost"; otherwise it is a (lower-case) path component.
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = rf"(?:(?:{_HOST}(?:\.{_HOST})+(?::[0-9]+)?|{_HOST}:[0-9]+|localhost)/)"
+
+ImageDigest = Annotated[
+    str,
+    StringConstraints(
+        max_length=512,
+        pattern=rf"^{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*@sha256:[a-f0-9]{{64}}$",
+    ),
+    Field(
+        description="An image pinned by digest: REPOSITORY@sha256:HEX (no tag: a tag can "
+        "move, a digest cannot).",
+        examples=["registry.example.com/acme/site@sha256:" + "0" * 64],
+    ),
+]
+
+EnvName = Annotated[
+    str,
+    StringConstraints(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    Field(description="An environment variable's name."),
+]
+
+EnvValue = Annotated[
+    str,
+    StringConstraints(max_length=4096, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$"),
+    Field(description="An environment variable's value, on one line; not a secret."),
+]
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _pem(value: str) -> str:
+    """One or more certificates, re-wrapped: a paste that lost its line breaks still works."""
+    bodies = _PEM.findall(value)
+    if not bodies or _PEM.sub("", value).strip():
+        raise ValueError("must be PEM certificates (-----BEGIN CERTIFICATE----- ...)")
+    blocks = []
+    for body in bodies:
+        compact = "".join(body.split())
+        try:
+            base64.b64decode(compact, validate=True)
+        except binascii.Error:
+            raise ValueError("a certificate's body is not base64") from None
+        lines = [compact[i : i + 64] for i in range(0, len(compact), 64)]
+        blocks.append(
+            "\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"])
+        )
+    return "\n".join(blocks) + "\n"
+
+
+PemCertificates = Annotated[
+    str,
+    StringConstraints(max_length=65536),
+    AfterValidator(_pem),
+    Field(description="PEM certificates: the cluster's certificate authority."),
+]
+
+
+class ClusterFields(EntityFields):
+    api_url: HttpUrl = Field(description="The cluster's API server, https://HOST[:PORT].")
+    ca_certificate: PemCertificates | None = Field(
+        default=None,
+        description="The API server's certificate authority (PEM); the system's when empty.",
+    )
+    # The token is read from a file on the worker machines, never stored by Aegir: entity
+    # fields have no encrypted form yet (only task values do), see README "Kubernetes".
+    token_file: AbsolutePath = Field(
+        default="/var/run/secrets/kubernetes.io/serviceaccount/token",
+        description="A file on the worker machines holding the service account's token "
+        "(readable by Aegir's user only); the in-cluster token by default.",
+    )
+    ingress_class: DnsSubdomain = Field(
+        default="nginx", description="The IngressClass that serves environments' hostnames."
+    )
+    storage_class: DnsSubdomain | None = Field(
+        default=None,
+        description="The StorageClass of files and databases; the cluster's default when empty.",
+    )
+
+
+class ProjectFields(EntityFields):
+    git_url: GitUrl = Field(description="The application's repository.")
+    web_port: Port = Field(default=8080, description="The port the web container listens on.")
+    cli_container: DnsLabel = Field(
+        default="cli",
+        description="The container that holds the CLI (drush): installs, logins and "
+        "commands run there.",
+    )
+    env: dict[EnvName, EnvValue] = Field(
+        default={},
+        max_length=100,
+        description="Environment variables of every environment (no secrets: they are "
+        "visible to anyone who can read the project).",
+    )
+
+
+class ReleaseFields(EntityFields):
+    image: ImageDigest = Field(description="The built image, pinned by digest.")
+    git_ref: GitRef = Field(description="The branch, tag or commit it was built from.")
+
+
+class EnvironmentFields(EntityFields):
+    tier: Literal["production", "development"] = Field(
+        default="development",
+        description="Production environments are backed up before each deploy.",
+    )
+    hostnames: list[DomainName] = Field(
+        default=[], max_length=50, description="The domains its Ingress answers to."
+    )
+    replicas: int = Field(default=1, ge=1, le=50, description="Application pods.")
+    storage_size: Quantity = Field(default="5Gi", description="Its files volume.")
+    database_engine: Literal["mariadb", "postgresql"] = Field(
+        default="mariadb", description="The database server it runs beside the application."
+    )
