@@ -6,6 +6,10 @@ from typing import Any
 
 import httpx
 
+from app.catalog.inputs import EntityInput
+from app.catalog.registry import build_catalog
+from app.dispatch.executor_input import typed_input
+from tests.catalog.samples import entity
 from tests.fixtures.factories import post_ok
 
 DIGEST = "sha256:" + "a" * 64
@@ -43,3 +47,41 @@ async def make_kubernetes_graph(client: httpx.AsyncClient) -> dict[str, dict[str
          "references": references},
     )  # fmt: skip
     return {"cluster": cluster, "project": project, "release": release, "environment": environment}
+
+
+def cluster(**fields: Any) -> dict[str, Any]:
+    return entity("cluster", "prod-eu", {"api_url": "https://k8s.example.com:6443", **fields})
+
+
+def project(**fields: Any) -> dict[str, Any]:
+    return entity("project", "acme", {"git_url": "https://git.example.com/acme/site.git", **fields})
+
+
+def release(name: str = "acme-1", image: str = IMAGE) -> dict[str, Any]:
+    return entity("release", name, {"image": image, "git_ref": "v1.0.0"}, project=project())
+
+
+def environment(
+    fields: dict[str, Any] | None = None,
+    *,
+    project_fields: dict[str, Any] | None = None,
+    cluster_fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An environment's claim as a worker holds it (JSON), its references inside."""
+    return entity(
+        "environment",
+        "acme-prod",
+        {"tier": "production", "hostnames": ["www.acme.example"], **(fields or {})},
+        project=project(**(project_fields or {})),
+        cluster=cluster(**(cluster_fields or {})),
+        release=release(),
+    )
+
+
+def typed(plain: dict[str, Any]) -> EntityInput:
+    """The claim's entity as executors receive it."""
+    catalog = build_catalog(plugins=False)
+    every = {
+        key: {"type": t, "values": {}} for key, t in catalog.kinds[plain["kind"]].tasks.items()
+    }
+    return typed_input(catalog, plain, every, next(iter(every))).entity

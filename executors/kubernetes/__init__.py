@@ -1,0 +1,1 @@
+"""The Kubernetes back-end: clusters, releases and environments through kubernetes-asyncio."""
