@@ -1,10 +1,11 @@
-"""Executors (local and Ansible; Kubernetes next) behind ``executors.base.Executor``."""
+"""Executors (local, Ansible and Kubernetes) behind ``executors.base.Executor``."""
 
 from __future__ import annotations
 
-from app.catalog.types import AnsibleRole, LocalCommand, TaskType
+from app.catalog.types import AnsibleRole, KubernetesStep, LocalCommand, TaskType
 from executors.ansible import AnsibleExecutor, SshAccess
 from executors.base import Executor, ExecutorUnavailable
+from executors.kubernetes.executor import KubernetesExecutor
 from executors.local import LocalExecutor
 
 
@@ -15,4 +16,6 @@ def executor_for(task: TaskType, ssh: SshAccess | None = None) -> Executor:
         return LocalExecutor(binding.argv)
     if isinstance(binding, AnsibleRole):
         return AnsibleExecutor(task.name, binding, ssh or SshAccess())
+    if isinstance(binding, KubernetesStep):
+        return KubernetesExecutor(binding.step)
     raise ExecutorUnavailable(f"no executor for {binding!r}")

@@ -112,6 +112,9 @@ class JobSpec(BaseModel):
     container: DnsLabel
     command: list[str] = Field(min_length=1)
     deadline: int = Field(ge=1, description="activeDeadlineSeconds: the task's timeout.")
+    # Variables read from a Secret of the namespace (key ``value``), e.g. an admin
+    # password that the command takes as ``$(ADMIN_PASSWORD)``: never in the Job itself.
+    secret_env: dict[EnvName, DnsSubdomain] = {}
     ttl: int = Field(default=3600, ge=0, description="ttlSecondsAfterFinished.")
     restart_policy: Literal["Never"] = "Never"
 
@@ -156,6 +159,17 @@ def database_secret(spec: EnvironmentSpec, password: SecretStr) -> Manifest:
         "metadata": _meta(spec, DATABASE, DATABASE),
         "type": "Opaque",
         "stringData": {"password": password.get_secret_value()},
+    }
+
+
+def task_secret(spec: EnvironmentSpec, name: str, value: SecretStr) -> Manifest:
+    """A secret value a Job reads (``JobSpec.secret_env``), in a Secret of its own."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, name),
+        "type": "Opaque",
+        "stringData": {"value": value.get_secret_value()},
     }
 
 
@@ -382,6 +396,11 @@ def job(job_spec: JobSpec, spec: EnvironmentSpec | None = None) -> Manifest:
         pod["volumes"] = [{"name": FILES, "persistentVolumeClaim": {"claimName": FILES}}]
     container["image"] = job_spec.image
     container["command"] = list(job_spec.command)
+    if job_spec.secret_env:
+        container["env"] = container.get("env", []) + [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "value"}}}
+            for name, secret in sorted(job_spec.secret_env.items())
+        ]
     pod["containers"] = [container]
     job_labels = {**job_spec.labels, JOB_TASK_LABEL: job_spec.task}
     return {
