@@ -1,0 +1,111 @@
+"""The kmock emulator served over HTTP, a controller playing Kubernetes, and task contexts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.catalog.registry import Catalog, build_catalog
+from app.dispatch.executor_input import typed_input
+from executors.base import TaskContext
+from tests.fixtures.kmock import Emulator, serve
+from tests.fixtures.kmock_controller import Controller, controlling
+from tests.kubernetes.samples import environment
+
+RUN_ID = "0b7c6a52-5f0e-4d7b-9a63-3f1b5c2d9e10"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async for served in serve():
+        yield served
+
+
+@pytest.fixture
+async def controller(emulator: Emulator) -> AsyncIterator[Controller]:
+    async with controlling(emulator) as playing:
+        yield playing
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("a-service-account-token\n")
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Recorder:
+    """An ``Emitter`` that keeps what it is told."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    async def log(self, stream: str, line: str) -> None:
+        self.lines.append((stream, line))
+
+    async def output(self, name: str, value: Any) -> None:
+        self.outputs[name] = value
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+@dataclass
+class Contexts:
+    """Task contexts of the sample environment, its cluster being the emulator."""
+
+    catalog: Catalog
+    cluster: dict[str, Any]
+
+    def plain(self, fields: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        return environment(fields, cluster_fields=self.cluster, **kwargs)
+
+    def make(
+        self,
+        key: str,
+        plain: dict[str, Any] | None = None,
+        *,
+        values: dict[str, dict[str, Any]] | None = None,
+        outputs: dict[str, dict[str, Any]] | None = None,
+        refs: dict[str, dict[str, Any]] | None = None,
+        timeout: float = 10,
+        attempt: int = 1,
+    ) -> TaskContext:
+        plain = plain or self.plain()
+        kind = self.catalog.kinds[plain["kind"]]
+        tasks = {
+            k: {
+                "type": t,
+                "values": (values or {}).get(k, {}),
+                "outputs": (outputs or {}).get(k, {}),
+                "refs": (refs or {}).get(k, {}),
+            }
+            for k, t in kind.tasks.items()
+        }
+        typed = typed_input(self.catalog, plain, tasks, key)
+        secrets = tuple(
+            str(v) for task in (values or {}).values() for n, v in task.items() if "password" in n
+        )
+        return TaskContext(
+            run_id=RUN_ID, attempt=attempt, key=key, task_type=tasks[key]["type"],
+            values=typed.values, entity=typed.entity, tasks=typed.tasks,
+            work_dir=Path("/nonexistent"), timeout=timeout, cancel_grace=1, secrets=secrets,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def contexts(emulator: Emulator, token_file: Path) -> Contexts:
+    cluster = {"api_url": str(emulator.servers[0].url), "token_file": str(token_file)}
+    return Contexts(build_catalog(plugins=False), cluster)
+
+
+@pytest.fixture
+def cancel() -> asyncio.Event:
+    return asyncio.Event()

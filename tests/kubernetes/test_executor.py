@@ -1,0 +1,154 @@
+"""The Kubernetes executor against kmock, through kubernetes-asyncio, with a test
+coroutine playing the controllers (``tests/fixtures/kmock_controller.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kmock
+
+from executors import executor_for
+from executors.base import EXIT_CANCELLED, TaskContext
+from tests.fixtures.kmock import Emulator
+from tests.fixtures.kmock_controller import Controller, JobPlay
+from tests.kubernetes.conftest import RUN_ID, Contexts, Recorder
+from tests.kubernetes.samples import IMAGE, OLD_IMAGE, release
+
+NS = "aegir-acme-prod"
+
+
+def stored(emulator: Emulator, resource: str, name: str, namespace: str | None = NS) -> Any:
+    found = emulator.objects[resource, namespace, name]
+    return None if found.deleted else found.raw
+
+
+def image_of(deployment: dict[str, Any]) -> str:
+    image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image
+
+
+async def run(
+    contexts: Contexts, context: TaskContext, cancel: asyncio.Event | None = None
+) -> tuple[int, Recorder]:
+    recorder = Recorder()
+    task_type = contexts.catalog.tasks[context.task_type]
+    code = await executor_for(task_type).run(context, recorder, cancel or asyncio.Event())
+    return code, recorder
+
+
+async def test_the_application_is_applied_one_line_per_object_and_rolled_out(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    code, log = await run(contexts, contexts.make("application"))
+    assert code == 0, log.text()
+    applied = [line for _, line in log.lines if line.startswith("applied ")]
+    assert applied == [
+        f"applied PersistentVolumeClaim {NS}/files (generation 1)",
+        f"applied Deployment {NS}/app (generation 1)",
+        f"applied Service {NS}/app (generation 1)",
+        f"applied Ingress {NS}/app (generation 1)",
+    ]
+    assert "rollout of app: rolled out: 1 of 1 replicas available" in log.text()
+    assert image_of(stored(emulator, "apps/v1/deployments", "app")) == IMAGE
+    patches = [
+        r for r in list(emulator) if r.method == kmock.method.PATCH and r.subresource is None
+    ]
+    assert {r.params["fieldManager"] for r in patches} == {"aegir"}
+    assert {r.headers["Content-Type"] for r in patches} == {"application/apply-patch+yaml"}
+
+
+async def test_every_request_carries_the_clusters_token(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    await run(contexts, contexts.make("namespace"))
+    ours = [r for r in list(emulator) if r.headers.get("User-Agent", "").startswith("OpenAPI")]
+    assert ours and {r.headers["Authorization"] for r in ours} == {"Bearer a-service-account-token"}
+
+
+async def test_objects_no_longer_rendered_are_pruned(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("application")))[0] == 0
+    assert stored(emulator, "networking.k8s.io/v1/ingresses", "app") is not None
+    plain = contexts.plain({"hostnames": []})
+    code, log = await run(contexts, contexts.make("application", plain))
+    assert code == 0
+    assert f"pruned Ingress {NS}/app" in log.text()
+    assert stored(emulator, "networking.k8s.io/v1/ingresses", "app") is None
+    assert stored(emulator, "v1/persistentvolumeclaims", "files") is not None
+
+
+async def test_a_rollout_past_its_deadline_fails_and_the_previous_release_is_reapplied(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("application")))[0] == 0
+    controller.failing_images.add(OLD_IMAGE)
+    bad = release("acme-2", OLD_IMAGE)
+    context = contexts.make(
+        "deploy", values={"deploy": {"release": "acme-2"}}, refs={"deploy": {"release": bad}}
+    )
+    code, log = await run(contexts, context)
+    assert code == 1
+    assert "ProgressDeadlineExceeded" in log.text()
+    assert "rollout failed: re-applying release acme-1" in log.text()
+    assert image_of(stored(emulator, "apps/v1/deployments", "app")) == IMAGE
+    assert log.outputs == {}
+
+
+async def test_a_deploy_writes_what_it_applied_and_what_it_replaced(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    new = release("acme-2", OLD_IMAGE)
+    context = contexts.make(
+        "deploy", values={"deploy": {"release": "acme-2"}}, refs={"deploy": {"release": new}}
+    )
+    code, log = await run(contexts, context)
+    assert code == 0, log.text()
+    assert image_of(stored(emulator, "apps/v1/deployments", "app")) == OLD_IMAGE
+    assert log.outputs == {
+        "release": "acme-2", "image": OLD_IMAGE, "env": {},
+        "previous_release": "acme-1", "previous_image": IMAGE, "previous_env": {},
+    }  # fmt: skip
+
+
+async def test_a_rollback_restores_the_previous_image_and_configuration(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    outputs = {
+        "deploy": {
+            "release": "acme-1", "image": IMAGE, "env": {"MODE": "new"},
+            "previous_release": "acme-0", "previous_image": OLD_IMAGE,
+            "previous_env": {"MODE": "old"},
+        }
+    }  # fmt: skip
+    plain = contexts.plain(project_fields={"env": {"MODE": "new"}})
+    code, log = await run(contexts, contexts.make("rollback", plain, outputs=outputs))
+    assert code == 0, log.text()
+    deployment = stored(emulator, "apps/v1/deployments", "app")
+    assert image_of(deployment) == OLD_IMAGE
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MODE", "value": "old"} in env
+
+
+async def test_a_rollout_resumes_its_watch_after_410_gone(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    emulator.expire_next_watch.add("deployments")
+    code, log = await run(contexts, contexts.make("application"))
+    assert code == 0, log.text()
+    assert not emulator.expire_next_watch
+
+
+async def test_warning_events_are_logged_while_the_rollout_waits(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.warnings.append(
+        {"type": "Warning", "reason": "BackOff", "message": "Back-off pulling image",
+         "involvedObject": {"kind": "Pod", "name": "app-1"}}
+    )  # fmt: skip
+    controller.stuck_images.add(IMAGE)
+    code, log = await run(contexts, contexts.make("application", timeout=1))
+    assert code == 1
+    assert "warning: Pod/app-1: BackOff: Back-off pulling image" in log.text()
+    assert "rollout of app not done after the task's timeout (1s)" in log.text()
