@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ class Contexts:
     ) -> TaskContext:
         plain = plain or self.plain()
         kind = self.catalog.kinds[plain["kind"]]
-        tasks = {
+        tasks: dict[str, dict[str, Any]] = {
             k: {
                 "type": t,
                 "values": (values or {}).get(k, {}),
@@ -104,6 +104,13 @@ class Contexts:
 def contexts(emulator: Emulator, token_file: Path) -> Contexts:
     cluster = {"api_url": str(emulator.servers[0].url), "token_file": str(token_file)}
     return Contexts(build_catalog(plugins=False), cluster)
+
+
+async def until(condition: Callable[[], bool], limit: float = 10) -> None:
+    """Wait (bounded) until ``condition()`` holds: state kept by kmock has no event to await."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,15 +4,17 @@ coroutine playing the controllers (``tests/fixtures/kmock_controller.py``)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import kmock
 
 from executors import executor_for
 from executors.base import EXIT_CANCELLED, TaskContext
+from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller, JobPlay
-from tests.kubernetes.conftest import RUN_ID, Contexts, Recorder
+from tests.kubernetes.conftest import RUN_ID, Contexts, Recorder, until
 from tests.kubernetes.samples import IMAGE, OLD_IMAGE, release
 
 NS = "aegir-acme-prod"
@@ -135,9 +137,13 @@ async def test_a_rollout_resumes_its_watch_after_410_gone(
     contexts: Contexts, emulator: Emulator, controller: Controller
 ) -> None:
     emulator.expire_next_watch.add("deployments")
-    code, log = await run(contexts, contexts.make("application"))
+    controller.stuck_images.add(IMAGE)
+    task = asyncio.create_task(run(contexts, contexts.make("application")))
+    await until(lambda: not emulator.expire_next_watch)  # the rollout's watch got its 410
+    controller.stuck_images.clear()
+    code, log = await task
     assert code == 0, log.text()
-    assert not emulator.expire_next_watch
+    assert "rolled out" in log.text()
 
 
 async def test_warning_events_are_logged_while_the_rollout_waits(
@@ -152,3 +158,161 @@ async def test_warning_events_are_logged_while_the_rollout_waits(
     assert code == 1
     assert "warning: Pod/app-1: BackOff: Back-off pulling image" in log.text()
     assert "rollout of app not done after the task's timeout (1s)" in log.text()
+
+
+INSTALL_VALUES = {"install": {"admin_password": "admin-pass-123456"}}
+JOB = f"install-{RUN_ID.replace('-', '')}-1"
+
+
+async def test_a_jobs_log_lines_arrive_in_order_and_its_exit_code_is_the_tasks(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    lines = [f"step {n}" for n in range(20)]
+    controller.jobs["install"] = JobPlay(lines=lines, exit_code=3)
+    code, log = await run(contexts, contexts.make("install", values=INSTALL_VALUES))
+    assert code == 3
+    assert [line for stream, line in log.lines if stream == "stdout"] == lines
+    assert f"pod {JOB}-abcde exited with code 3" in log.text()
+
+
+async def test_a_job_runs_once_until_the_tasks_timeout(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["install"] = JobPlay()
+    context = contexts.make("install", values=INSTALL_VALUES, timeout=60)
+    assert (await run(contexts, context))[0] == 0
+    job = stored(emulator, "batch/v1/jobs", JOB)
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+    assert job["metadata"]["labels"]["aegir.io/run"] == RUN_ID
+
+
+async def test_outputs_come_back_through_the_marker_and_secrets_are_masked(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["install"] = JobPlay(
+        lines=['::output:: {"url": "https://www.acme.example/"}', "password admin-pass-123456"]
+    )
+    code, log = await run(contexts, contexts.make("install", values=INSTALL_VALUES))
+    assert code == 0
+    assert log.outputs == {"url": "https://www.acme.example/"}
+    assert "password **********" in log.text()
+    assert "admin-pass-123456" not in log.text()
+
+
+async def test_the_admin_password_reaches_the_job_only_through_a_secret(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("install", values=INSTALL_VALUES)))[0] == 0
+    job = stored(emulator, "batch/v1/jobs", JOB)
+    assert "admin-pass-123456" not in str(job)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert "--account-pass=$(ADMIN_PASSWORD)" in container["command"]
+    secret = stored(emulator, "v1/secrets", "install-1")
+    assert secret["stringData"] == {"value": "admin-pass-123456"}
+
+
+async def test_cancel_deletes_the_job_in_the_foreground_and_answers_130(
+    contexts: Contexts, emulator: Emulator, controller: Controller, cancel: asyncio.Event
+) -> None:
+    controller.jobs["install"] = JobPlay(lines=["working"], hold=asyncio.Event())
+    task = asyncio.create_task(
+        run(contexts, contexts.make("install", values=INSTALL_VALUES), cancel)
+    )
+    await until(lambda: any(line == "working" for _, line in controller_lines(emulator)))
+    cancel.set()
+    code, _ = await task
+    assert code == EXIT_CANCELLED
+    [delete] = [r for r in list(emulator) if r.method == kmock.method.DELETE]
+    assert delete.url.path == f"/apis/batch/v1/namespaces/{NS}/jobs/{JOB}"
+    assert delete.data["propagationPolicy"] == "Foreground"
+    assert stored(emulator, "batch/v1/jobs", JOB) is None
+
+
+def controller_lines(emulator: Emulator) -> list[tuple[str, str]]:
+    """Every line the played containers have written so far."""
+    return [entry for lines in emulator.logs.values() for entry in lines]
+
+
+async def test_a_rerun_of_the_same_attempt_follows_the_job_it_started(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("install", values=INSTALL_VALUES)))[0] == 0
+    code, log = await run(contexts, contexts.make("install", values=INSTALL_VALUES))
+    assert code == 0
+    assert f"Job {JOB} exists: following it" in log.text()
+    again = contexts.make("install", values=INSTALL_VALUES, attempt=2)
+    assert "created Job install-" in (await run(contexts, again))[1].text()
+
+
+async def test_run_command_runs_its_argv_in_the_cli_container(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    values = {"run_command": {"command": ["drush", "cr"]}}
+    code, _ = await run(contexts, contexts.make("run_command", values=values))
+    assert code == 0
+    job = stored(emulator, "batch/v1/jobs", f"run-command-{RUN_ID.replace('-', '')}-1")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert (container["name"], container["command"]) == ("cli", ["drush", "cr"])
+
+
+async def test_disable_serves_the_maintenance_page_and_enable_removes_it(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("disable")))[0] == 0
+    assert stored(emulator, "apps/v1/deployments", "app")["spec"]["replicas"] == 0
+    assert stored(emulator, "apps/v1/deployments", "maintenance") is not None
+    code, _ = await run(contexts, contexts.make("enable"))
+    assert code == 0
+    assert stored(emulator, "apps/v1/deployments", "maintenance") is None
+    assert stored(emulator, "apps/v1/deployments", "app")["spec"]["replicas"] == 1
+
+
+async def test_scale_sets_the_replicas_and_reports_those_ready(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    code, log = await run(contexts, contexts.make("scale", values={"scale": {"replicas": 4}}))
+    assert code == 0
+    assert log.outputs == {"ready_replicas": 4}
+
+
+async def test_the_database_is_applied_with_its_password_in_its_secret_and_waited_for(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    values = {"database": {"db_password": "db-pass-1234567"}}
+    code, log = await run(contexts, contexts.make("database", values=values))
+    assert code == 0, log.text()
+    assert "database: ready" in log.text()
+    assert stored(emulator, "v1/secrets", "database")["stringData"] == {
+        "password": "db-pass-1234567"
+    }
+    assert "db-pass-1234567" not in str(stored(emulator, "apps/v1/statefulsets", "database"))
+    assert "db-pass-1234567" not in log.text()
+
+
+async def test_delete_waits_until_the_namespace_is_gone(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    assert (await run(contexts, contexts.make("namespace")))[0] == 0
+    code, log = await run(contexts, contexts.make("delete"))
+    assert code == 0
+    assert f"namespace {NS} is gone" in log.text()
+    assert stored(emulator, "v1/namespaces", NS, None) is None
+
+
+async def test_verify_cluster_reads_the_server_version(
+    contexts: Contexts, emulator: Emulator
+) -> None:
+    plain = entity("cluster", "prod-eu", contexts.cluster)
+    code, log = await run(contexts, contexts.make("verify", plain))
+    assert code == 0
+    assert log.outputs["server_version"].startswith("v1.")
+
+
+async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
+    contexts: Contexts, token_file: Path
+) -> None:
+    contexts.cluster = {"api_url": "http://127.0.0.1:9", "token_file": str(token_file)}
+    code, log = await run(contexts, contexts.make("namespace"))
+    assert code == 1
+    assert "cannot reach the cluster" in log.text()
