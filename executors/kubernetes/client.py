@@ -18,6 +18,12 @@ from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.stream.ws_client import (
+    ERROR_CHANNEL,
+    STDERR_CHANNEL,
+    STDOUT_CHANNEL,
+    WsApiClient,
+)
 
 from app.catalog.builtin.kubernetes.fields import ClusterFields
 from executors.base import ExecutorUnavailable
@@ -92,15 +98,57 @@ def configuration(fields: ClusterFields, ca_dir: Path) -> Configuration:
 async def connect(fields: ClusterFields) -> AsyncIterator[Kube]:
     """A client of the cluster for the length of one task."""
     with tempfile.TemporaryDirectory(prefix="aegir-kube-") as ca_dir:
-        async with ApiClient(configuration(fields, Path(ca_dir))) as api:
-            yield Kube(api)
+        config = configuration(fields, Path(ca_dir))
+        async with ApiClient(config) as api:
+            yield Kube(api, config)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command exec'd in a container wrote, and its exit code (the status channel)."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
 
 
 class Kube:
     """Requests to one cluster; every answer a dict, every error a ``KubeError``."""
 
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: ApiClient, config: Configuration) -> None:
         self.api = api
+        self.config = config
+
+    async def exec(
+        self, namespace: str, pod: str, container: str, command: list[str]
+    ) -> ExecResult:
+        """Run ``command`` in a running container (no TTY, no stdin), over a websocket."""
+        query: list[tuple[str, Any]] = [
+            ("command", command),
+            ("container", container),
+            ("stdout", "true"),
+            ("stderr", "true"),
+        ]
+        path = RESOURCES["Pod"].path(namespace, pod) + "/exec"
+        out: dict[int, list[str]] = {STDOUT_CHANNEL: [], STDERR_CHANNEL: []}
+        code: int | None = None
+        async with WsApiClient(self.config) as client:
+            connecting = await client.call_api(
+                path, "GET", query_params=query, auth_settings=["BearerToken"],
+                _preload_content=False,
+            )  # fmt: skip
+            async with connecting as socket:
+                async for message in socket:
+                    data = message.data if isinstance(message.data, bytes) else b""
+                    if not data:
+                        continue
+                    if data[0] == ERROR_CHANNEL:
+                        code = WsApiClient.parse_error_data(data[1:])
+                    elif data[0] in out:
+                        out[data[0]].append(data[1:].decode("utf-8", "replace"))
+        if code is None:
+            raise KubeError(500, "Exec", "the exec stream ended without a status")
+        return ExecResult("".join(out[STDOUT_CHANNEL]), "".join(out[STDERR_CHANNEL]), code)
 
     async def _open(
         self,

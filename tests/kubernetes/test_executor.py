@@ -316,3 +316,57 @@ async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
     code, log = await run(contexts, contexts.make("namespace"))
     assert code == 1
     assert "cannot reach the cluster" in log.text()
+
+
+APP_LABELS = {"aegir.io/environment": "acme-prod", "app.kubernetes.io/component": "app"}
+LINK = "https://www.acme.example/user/reset/1/1700000000/abc/login"
+
+
+async def test_login_execs_drush_in_the_cli_container_of_a_ready_pod(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    calls: list[tuple[str, str, str, list[str]]] = []
+
+    def answer(namespace: str, pod: str, container: str, argv: list[str]) -> tuple[str, int]:
+        calls.append((namespace, pod, container, argv))
+        return LINK + "\n", 0
+
+    emulator.on_exec = answer
+    await controller.ready_pod(NS, "app-7d9f-x", APP_LABELS)
+    code, log = await run(contexts, contexts.make("login"))
+    assert code == 0, log.text()
+    assert log.outputs == {"url": LINK}
+    assert calls == [
+        (NS, "app-7d9f-x", "cli",
+         ["drush", "user:login", "--uri=https://www.acme.example", "--no-browser"])
+    ]  # fmt: skip
+
+
+async def test_login_takes_the_exit_code_from_the_exec_status_channel(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    emulator.on_exec = lambda *_: ("drush: no site\n", 5)
+    await controller.ready_pod(NS, "app-7d9f-x", APP_LABELS)
+    code, log = await run(contexts, contexts.make("login"))
+    assert code == 5
+    assert log.outputs == {}
+
+
+async def test_login_falls_back_to_a_job_without_a_ready_pod(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["login"] = JobPlay(lines=[LINK])
+    code, log = await run(contexts, contexts.make("login"))
+    assert code == 0, log.text()
+    assert log.outputs == {"url": LINK}
+    assert "no ready pod: running drush user:login in a Job" in log.text()
+
+
+async def test_logs_answers_the_last_lines_of_each_application_pod(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    await controller.ready_pod(NS, "app-1", APP_LABELS)
+    await emulator.add_log(NS, "app-1", *[f"GET /{n}" for n in range(10)])
+    code, log = await run(contexts, contexts.make("logs", values={"logs": {"lines": 2}}))
+    assert code == 0
+    assert log.outputs == {"lines": ["app-1: GET /8", "app-1: GET /9"]}
