@@ -15,6 +15,7 @@ import aiohttp
 from app.catalog.builtin.kubernetes.fields import ClusterFields
 from app.catalog.inputs import EntityInput, InvalidInput
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, ExecutorUnavailable, TaskContext
+from executors.kubernetes.backups import BACKUP_STEPS
 from executors.kubernetes.client import KubeError, connect
 from executors.kubernetes.steps import STEPS, Step, StepFunction
 
@@ -35,7 +36,7 @@ class KubernetesExecutor:
         self.step = step
 
     async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
-        function = STEPS.get(self.step)
+        function = STEPS.get(self.step) or BACKUP_STEPS.get(self.step)
         if function is None:
             raise ExecutorUnavailable(f"the Kubernetes step {self.step} is not built yet")
         try:

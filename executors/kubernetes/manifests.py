@@ -39,6 +39,8 @@ MAINTENANCE = "maintenance"
 FILES = "files"
 WEB_CONTAINER = "web"
 FILES_MOUNT = "/var/aegir/files"
+BACKUPS = "backups"
+BACKUPS_MOUNT = "/var/aegir/backups"
 
 LabelValue = Annotated[
     str,
@@ -115,6 +117,8 @@ class JobSpec(BaseModel):
     # Variables read from a Secret of the namespace (key ``value``), e.g. an admin
     # password that the command takes as ``$(ADMIN_PASSWORD)``: never in the Job itself.
     secret_env: dict[EnvName, DnsSubdomain] = {}
+    # Mount the environment's backups volume at BACKUPS_MOUNT (backup and restore Jobs).
+    backups: bool = False
     ttl: int = Field(default=3600, ge=0, description="ttlSecondsAfterFinished.")
     restart_policy: Literal["Never"] = "Never"
 
@@ -236,11 +240,12 @@ def database_statefulset(spec: EnvironmentSpec) -> Manifest:
     }
 
 
-def files_claim(spec: EnvironmentSpec) -> Manifest:
+def files_claim(spec: EnvironmentSpec, name: str = FILES) -> Manifest:
+    """The files volume (or, named ``backups``, the backup archives' one, as large)."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(spec, FILES, APP),
+        "metadata": _meta(spec, name, APP if name == FILES else name),
         "spec": _volume_claim_spec(spec),
     }
 
@@ -394,6 +399,9 @@ def job(job_spec: JobSpec, spec: EnvironmentSpec | None = None) -> Manifest:
     if spec is not None:
         container = _app_container(spec, job_spec.container)
         pod["volumes"] = [{"name": FILES, "persistentVolumeClaim": {"claimName": FILES}}]
+    if spec is not None and job_spec.backups:
+        container["volumeMounts"].append({"name": BACKUPS, "mountPath": BACKUPS_MOUNT})
+        pod["volumes"].append({"name": BACKUPS, "persistentVolumeClaim": {"claimName": BACKUPS}})
     container["image"] = job_spec.image
     container["command"] = list(job_spec.command)
     if job_spec.secret_env:

@@ -216,18 +216,24 @@ async def install(step: Step) -> int:
         f"--site-name={values.site_name}", f"--account-mail={values.admin_email}",
         "--account-pass=$(ADMIN_PASSWORD)",
     ]  # fmt: skip
-    return await _job(step, spec, command, {"ADMIN_PASSWORD": secret})
+    return await run_in_job(step, spec, command, {"ADMIN_PASSWORD": secret})
 
 
 async def run_command(step: Step) -> int:
     values = step.context.values
     assert isinstance(values, RunCommandFields)
-    return await _job(step, step.spec(), list(values.command))
+    return await run_in_job(step, step.spec(), list(values.command))
 
 
-async def _job(
-    step: Step, spec: EnvironmentSpec, command: list[str], secret_env: dict[str, str] | None = None
+async def run_in_job(
+    step: Step,
+    spec: EnvironmentSpec,
+    command: list[str],
+    secret_env: dict[str, str] | None = None,
+    *,
+    backups: bool = False,
 ) -> int:
+    """``command`` in the CLI container of the current release, in this task's Job."""
     context = step.context
     job_spec = JobSpec(
         name=manifests.job_name(context.key, context.run_id, context.attempt),
@@ -239,6 +245,7 @@ async def _job(
         command=command,
         deadline=max(1, int(context.timeout)),
         secret_env=secret_env or {},
+        backups=backups,
     )
     return await run_job(
         step.kube,
@@ -279,7 +286,7 @@ async def login(step: Step) -> int:
     else:
         await step.emit.log("system", "no ready pod: running drush user:login in a Job")
         keeper = _Lines(step.emit)
-        code = await _job(Step(step.context, step.kube, keeper, step.cancel), spec, command)
+        code = await run_in_job(Step(step.context, step.kube, keeper, step.cancel), spec, command)
         lines = keeper.stdout
     urls = [line.strip() for line in lines if line.strip().startswith(("http://", "https://"))]
     if code == 0 and urls:

@@ -370,3 +370,45 @@ async def test_logs_answers_the_last_lines_of_each_application_pod(
     code, log = await run(contexts, contexts.make("logs", values={"logs": {"lines": 2}}))
     assert code == 0
     assert log.outputs == {"lines": ["app-1: GET /8", "app-1: GET /9"]}
+
+
+async def test_backup_writes_its_archive_path_and_restore_reads_it(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["backup_archive"] = JobPlay(lines=['::output:: {"size_bytes": 2048}'])
+    code, log = await run(contexts, contexts.make("backup_archive"))
+    assert code == 0, log.text()
+    path = log.outputs["path"]
+    assert path.endswith("-backup_archive-1.tar.gz")
+    assert log.outputs["size_bytes"] == 2048
+    job = stored(emulator, "batch/v1/jobs", f"backup-archive-{RUN_ID.replace('-', '')}-1")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][-1] == path  # the path is an argument, never script text
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"files": "/var/aegir/files", "backups": "/var/aegir/backups"}
+
+    outputs = {"backup_archive": {"path": path}}
+    code, log = await run(contexts, contexts.make("restore", outputs=outputs))
+    assert code == 0, log.text()
+    job = stored(emulator, "batch/v1/jobs", f"restore-{RUN_ID.replace('-', '')}-1")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == path
+
+
+async def test_restore_without_an_archive_fails_saying_why(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    code, log = await run(contexts, contexts.make("restore"))
+    assert code == 1
+    assert "no archive to restore" in log.text()
+
+
+async def test_only_production_is_backed_up_before_a_deploy(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    development = contexts.plain({"tier": "development"})
+    code, log = await run(contexts, contexts.make("deploy_backup", development))
+    assert (code, log.outputs) == (0, {})
+    assert "development environment: no backup before a deploy" in log.text()
+    code, log = await run(contexts, contexts.make("deploy_backup"))
+    assert code == 0
+    assert "path" in log.outputs

@@ -48,12 +48,16 @@ def everything(spec: EnvironmentSpec) -> list[Manifest]:
         command=["drush", "site:install"],
         deadline=1800,
     )
+    backup = job.model_copy(update={"name": "backup-x-1", "backups": True})
     return validated(
         [
             manifests.namespace(spec),
             *manifests.database(spec, PASSWORD),
             *manifests.environment(spec),
             manifests.job(job, spec),
+            manifests.files_claim(spec, manifests.BACKUPS),
+            manifests.job(backup, spec),
+            manifests.task_secret(spec, "install-1", PASSWORD),
         ]
     )
 
@@ -250,7 +254,9 @@ def test_job_names_are_the_same_for_a_rerun_and_differ_by_attempt() -> None:
 def test_no_secret_outside_a_secret() -> None:
     found = everything(spec_of())
     secrets = [m for m in found if m["kind"] == "Secret"]
-    assert [s["stringData"]["password"] for s in secrets] == [PASSWORD.get_secret_value()]
+    assert [next(iter(s["stringData"].values())) for s in secrets] == [
+        PASSWORD.get_secret_value()
+    ] * 2
     others = json.dumps([m for m in found if m["kind"] != "Secret"])
     assert PASSWORD.get_secret_value() not in others
 
