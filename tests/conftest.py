@@ -27,6 +27,7 @@ from tests.fixtures.services import alembic_upgrade, postgres_server, redis_serv
 # file in these places is in its tier without having to say so.
 TIER_BY_PATH = {
     "tests/e2e/": "e2e",
+    "tests/kubernetes/e2e/": "e2e",
     "tests/hosting/": "hosting",
     "tests/browser/": "browser",
     "tests/test_openapi_fuzz.py": "fuzz",
