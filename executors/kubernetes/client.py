@@ -239,7 +239,7 @@ class Kube:
         return True
 
     async def create(self, manifest: Object) -> Object:
-        meta = manifest["metadata"]
+        meta = manifest.get("metadata", {})
         path = RESOURCES[manifest["kind"]].path(meta.get("namespace"))
         return await self.request("POST", path, body=manifest)
 

@@ -14,12 +14,13 @@ from app.catalog.builtin.kubernetes.tasks import (
     DeployOutputs,
     InstallFields,
     LogsFields,
+    PromoteFields,
     RunCommandFields,
     ScaleFields,
 )
 from app.catalog.inputs import EntityInput, InvalidInput
 from executors.base import Emitter, TaskContext
-from executors.kubernetes import manifests
+from executors.kubernetes import manifests, rbac
 from executors.kubernetes.apply import apply_all, prune
 from executors.kubernetes.client import Kube
 from executors.kubernetes.jobs import run_job
@@ -342,12 +343,37 @@ async def delete_namespace(step: Step) -> int:
     return 1
 
 
+async def promote(step: Step) -> int:
+    """Deploy the release another environment runs (the same image: no rebuild)."""
+    values = step.context.values
+    assert isinstance(values, PromoteFields)
+    source = step.context.tasks[step.context.key].refs.get("source")
+    if source is None:
+        raise InvalidInput(f"no environment {values.source}")
+    await step.emit.log("system", f"promoting what {source.name} runs")
+    return await _deploy(step, source.reference("release"))
+
+
 async def cluster_verify(step: Step) -> int:
+    """The server's version, and what Aegir may not do there (a self-subject rules review)."""
     version = await step.kube.request("GET", "/version")
     text = str(version.get("gitVersion", "unknown"))
     await step.emit.log("system", f"server version {text}")
     await step.emit.output("server_version", text)
-    return 0
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": "default"},
+    }
+    answer = await step.kube.create(review)
+    rules = (answer.get("status") or {}).get("resourceRules") or []
+    missing = rbac.missing(rules)
+    await step.emit.output("missing_permissions", missing)
+    for permission in missing:
+        await step.emit.log("system", f"not allowed: {permission}")
+    if missing:
+        await step.emit.log("system", "the service account lacks what Aegir needs (README)")
+    return 1 if missing else 0
 
 
 STEPS: dict[str, StepFunction] = {
@@ -365,6 +391,7 @@ STEPS: dict[str, StepFunction] = {
     "environment_enable": enable,
     "environment_delete": delete_namespace,
     "environment_install_cleanup": delete_namespace,
+    "environment_promote": promote,
     "environment_login": login,
     "environment_logs": logs,
 }

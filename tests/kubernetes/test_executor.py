@@ -15,7 +15,7 @@ from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller, JobPlay
 from tests.kubernetes.conftest import RUN_ID, Contexts, Recorder, until
-from tests.kubernetes.samples import IMAGE, OLD_IMAGE, release
+from tests.kubernetes.samples import IMAGE, OLD_IMAGE, project, release
 
 NS = "aegir-acme-prod"
 
@@ -300,13 +300,51 @@ async def test_delete_waits_until_the_namespace_is_gone(
     assert stored(emulator, "v1/namespaces", NS, None) is None
 
 
-async def test_verify_cluster_reads_the_server_version(
+async def test_verify_cluster_reads_the_version_and_what_aegir_may_do(
     contexts: Contexts, emulator: Emulator
 ) -> None:
+    everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+    reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+    emulator[reviews] << {"status": {"resourceRules": [everything]}}
     plain = entity("cluster", "prod-eu", contexts.cluster)
     code, log = await run(contexts, contexts.make("verify", plain))
-    assert code == 0
+    assert code == 0, log.text()
     assert log.outputs["server_version"].startswith("v1.")
+    assert log.outputs["missing_permissions"] == []
+
+
+async def test_verify_cluster_fails_naming_what_aegir_may_not_do(
+    contexts: Contexts, emulator: Emulator
+) -> None:
+    read_only = {"apiGroups": ["", "apps", "batch", "networking.k8s.io"], "resources": ["*"],
+                 "verbs": ["get", "list", "watch"]}  # fmt: skip
+    reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+    emulator[reviews] << {"status": {"resourceRules": [read_only]}}
+    plain = entity("cluster", "prod-eu", contexts.cluster)
+    code, log = await run(contexts, contexts.make("verify", plain))
+    assert code == 1
+    assert "patch apps/deployments" in log.outputs["missing_permissions"]
+    assert "get apps/deployments" not in log.outputs["missing_permissions"]
+    assert "not allowed: create batch/jobs" in log.text()
+
+
+async def test_promote_deploys_what_another_environment_runs(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    staging = entity(
+        "environment", "acme-stage", {"tier": "development"},
+        project=project(), cluster=entity("cluster", "c", contexts.cluster),
+        release=release("acme-2", OLD_IMAGE),
+    )  # fmt: skip
+    context = contexts.make(
+        "promote",
+        values={"promote": {"source": "acme-stage"}},
+        refs={"promote": {"source": staging}},
+    )
+    code, log = await run(contexts, context)
+    assert code == 0, log.text()
+    assert image_of(stored(emulator, "apps/v1/deployments", "app")) == OLD_IMAGE
+    assert log.outputs["previous_release"] == "acme-1"
 
 
 async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
