@@ -13,7 +13,7 @@ import contextlib
 import aiohttp
 
 from app.catalog.builtin.kubernetes.fields import ClusterFields
-from app.catalog.inputs import EntityInput, InvalidInput
+from app.catalog.inputs import InvalidInput
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, ExecutorUnavailable, TaskContext
 from executors.kubernetes.backups import BACKUP_STEPS
 from executors.kubernetes.client import KubeError, connect
@@ -23,10 +23,14 @@ from executors.kubernetes.steps import STEPS, Step, StepFunction
 SLACK = 5.0
 
 
-def cluster_of(entity: EntityInput) -> ClusterFields:
+def cluster_of(context: TaskContext) -> ClusterFields:
+    """The entity itself (a cluster), the cluster a task names (a release's verify), or the
+    one the entity references (an environment)."""
+    entity = context.entity
     if entity.kind.name == "cluster":
         return entity.fields_as(ClusterFields)
-    return entity.reference("cluster").fields_as(ClusterFields)
+    named = context.tasks[context.key].refs.get("cluster")
+    return (named or entity.reference("cluster")).fields_as(ClusterFields)
 
 
 class KubernetesExecutor:
@@ -40,7 +44,7 @@ class KubernetesExecutor:
         if function is None:
             raise ExecutorUnavailable(f"the Kubernetes step {self.step} is not built yet")
         try:
-            async with connect(cluster_of(context.entity)) as kube:
+            async with connect(cluster_of(context)) as kube:
                 step = Step(context, kube, emit, cancel)
                 return await _supervise(function, step)
         except InvalidInput as error:

@@ -70,7 +70,12 @@ async def _create_or_find(kube: Kube, manifest: Object, emit: Emitter) -> None:
 async def _follow(
     kube: Kube, namespace: str, job: str, emit: Emitter, secrets: Sequence[str]
 ) -> int:
-    pod = await _first_pod(kube, namespace, job)
+    try:
+        pod = await _first_pod(kube, namespace, job)
+    except PullError as error:
+        await emit.log("system", f"cannot pull the image: {error}")
+        await kube.delete("Job", job, namespace, propagation="Foreground")
+        return EXIT_NO_POD
     if pod is None:
         return await _failed_without_pod(kube, namespace, job, emit)
     name = pod["metadata"]["name"]
@@ -81,17 +86,46 @@ async def _follow(
     return code
 
 
+class PullError(Exception):
+    """The pod's image cannot be pulled (a digest that is not in the registry, no access)."""
+
+
+PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
 async def _first_pod(kube: Kube, namespace: str, job: str) -> Object | None:
     """The Job's pod once its container has started or ended; ``None`` if the Job failed
-    before any pod ran."""
+    before any pod ran; ``PullError`` if its image cannot be pulled."""
     while True:
         try:
             async for event in events(kube, "Pod", namespace, labels=f"{JOB_NAME_LABEL}={job}"):
                 if _has_run(event["object"]):
                     return dict(event["object"])
+                _check_pull(event["object"])
             return None
         except Gone:
             continue
+
+
+def _check_pull(pod: Object) -> None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PULL_ERRORS:
+            raise PullError(f"{waiting['reason']}: {waiting.get('message', '')}")
+
+
+async def pull_check(kube: Kube, manifest: Object, emit: Emitter) -> bool:
+    """Whether the Job's image gets pulled: its container starts (or fails to start: the
+    image was there), or waits on a pull error. The Job is deleted either way."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    await _create_or_find(kube, manifest, emit)
+    try:
+        pulled = await _first_pod(kube, namespace, name) is not None
+    except PullError as error:
+        await emit.log("system", f"cannot pull the image: {error}")
+        pulled = False
+    await kube.delete("Job", name, namespace, propagation="Foreground")
+    return pulled
 
 
 def _has_run(pod: Object) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from app.catalog.builtin.kubernetes.fields import ProjectFields
+from app.catalog.builtin.kubernetes.fields import ProjectFields, ReleaseFields
 from app.catalog.builtin.kubernetes.tasks import (
     DatabaseFields,
     DeployFields,
@@ -23,7 +23,7 @@ from executors.base import Emitter, TaskContext
 from executors.kubernetes import manifests, rbac
 from executors.kubernetes.apply import apply_all, prune
 from executors.kubernetes.client import Kube
-from executors.kubernetes.jobs import run_job
+from executors.kubernetes.jobs import pull_check, run_job
 from executors.kubernetes.manifests import EnvironmentSpec, JobSpec
 from executors.kubernetes.rollout import watch_rollout
 from executors.kubernetes.spec import environment_spec
@@ -354,6 +354,40 @@ async def promote(step: Step) -> int:
     return await _deploy(step, source.reference("release"))
 
 
+RELEASES_NAMESPACE = "aegir-releases"
+
+
+async def release_verify(step: Step) -> int:
+    """Whether the cluster can pull the release's image: a Job that runs nothing of it.
+
+    Its command is a path no image has, so the container fails to start once the image
+    is there (or starts, if it has one): either way the pull succeeded.
+    """
+    context = step.context
+    image = context.entity.fields_as(ReleaseFields).image
+    labels = {manifests.MANAGED_BY: "aegir", manifests.RUN_LABEL: context.run_id}
+    namespace_manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": RELEASES_NAMESPACE, "labels": {manifests.MANAGED_BY: "aegir"}},
+    }
+    await apply_all(step.kube, [namespace_manifest], step.emit)
+    job_spec = JobSpec(
+        name=manifests.job_name("pull", context.run_id, context.attempt),
+        namespace=RELEASES_NAMESPACE,
+        labels=labels,
+        task=context.key,
+        image=image,
+        container="pull",
+        command=["/aegir-pull-check"],
+        deadline=max(1, int(context.timeout)),
+    )
+    pulled = await pull_check(step.kube, manifests.job(job_spec), step.emit)
+    await step.emit.output("pullable", pulled)
+    await step.emit.log("system", f"{image}: {'pulled' if pulled else 'cannot be pulled'}")
+    return 0 if pulled else 1
+
+
 async def cluster_verify(step: Step) -> int:
     """The server's version, and what Aegir may not do there (a self-subject rules review)."""
     version = await step.kube.request("GET", "/version")
@@ -378,6 +412,7 @@ async def cluster_verify(step: Step) -> int:
 
 STEPS: dict[str, StepFunction] = {
     "cluster_verify": cluster_verify,
+    "release_verify": release_verify,
     "environment_namespace": namespace,
     "environment_database": database,
     "environment_application": application,

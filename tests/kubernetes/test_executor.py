@@ -450,3 +450,34 @@ async def test_only_production_is_backed_up_before_a_deploy(
     code, log = await run(contexts, contexts.make("deploy_backup"))
     assert code == 0
     assert "path" in log.outputs
+
+
+def release_context(contexts: Contexts) -> TaskContext:
+    cluster = entity("cluster", "prod-eu", contexts.cluster)
+    return contexts.make(
+        "verify",
+        release(),
+        values={"verify": {"cluster": "prod-eu"}},
+        refs={"verify": {"cluster": cluster}},
+    )
+
+
+async def test_verify_release_pulls_its_image_in_a_job_on_the_named_cluster(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    code, log = await run(contexts, release_context(contexts))
+    assert code == 0, log.text()
+    assert log.outputs == {"pullable": True}
+    job = emulator.objects["batch/v1/jobs", "aegir-releases", f"pull-{RUN_ID.replace('-', '')}-1"]
+    assert job.last.raw["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert job.deleted
+
+
+async def test_verify_release_fails_when_the_image_cannot_be_pulled(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["verify"] = JobPlay(pull_error="ErrImagePull")
+    code, log = await run(contexts, release_context(contexts))
+    assert code == 1
+    assert log.outputs == {"pullable": False}
+    assert "cannot pull the image: ErrImagePull: not found" in log.text()

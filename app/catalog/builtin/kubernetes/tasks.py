@@ -36,6 +36,12 @@ class ClusterVerifyOutputs(TaskFields):
     missing_permissions: list[Label] = []
 
 
+class ReleaseVerifyFields(TaskFields):
+    cluster: Annotated[Slug, RefersTo("cluster")] = Field(
+        description="The cluster that must be able to pull the image."
+    )
+
+
 class ReleaseVerifyOutputs(TaskFields):
     pullable: bool | None = None
 
@@ -162,7 +168,8 @@ TASKS = (
     _task(
         "release_verify",
         "Verify release",
-        "Pulls the image in a tiny Job on the cluster.",
+        "Pulls the image in a tiny Job on a cluster.",
+        fields=ReleaseVerifyFields,
         outputs=ReleaseVerifyOutputs,
         safe_to_rerun=True,
         timeout=timedelta(minutes=10),
