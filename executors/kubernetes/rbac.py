@@ -7,21 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-# (API group, resource, verbs): everything the steps do.
+# (API group, resource, verbs): everything the steps do. A server-side apply that creates
+# its object needs "create" besides "patch".
 NEEDED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("", "namespaces", ("get", "list", "watch", "patch", "delete")),
-    ("", "secrets", ("get", "list", "patch", "delete")),
-    ("", "configmaps", ("get", "list", "patch", "delete")),
-    ("", "services", ("get", "list", "patch", "delete")),
-    ("", "persistentvolumeclaims", ("get", "list", "patch")),
+    ("", "namespaces", ("get", "list", "watch", "create", "patch", "delete")),
+    ("", "secrets", ("get", "list", "create", "patch", "delete")),
+    ("", "configmaps", ("get", "list", "create", "patch", "delete")),
+    ("", "services", ("get", "list", "create", "patch", "delete")),
+    ("", "persistentvolumeclaims", ("get", "list", "create", "patch")),
     ("", "pods", ("get", "list", "watch")),
     ("", "pods/log", ("get",)),
     ("", "pods/exec", ("create", "get")),
     ("", "events", ("list", "watch")),
-    ("apps", "deployments", ("get", "list", "watch", "patch", "delete")),
-    ("apps", "statefulsets", ("get", "list", "watch", "patch", "delete")),
-    ("batch", "jobs", ("get", "list", "create", "delete")),
-    ("networking.k8s.io", "ingresses", ("get", "list", "patch", "delete")),
+    ("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete")),
+    ("apps", "statefulsets", ("get", "list", "watch", "create", "patch", "delete")),
+    ("batch", "jobs", ("get", "list", "watch", "create", "delete")),
+    ("networking.k8s.io", "ingresses", ("get", "list", "create", "patch", "delete")),
 )
 
 
