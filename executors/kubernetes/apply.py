@@ -52,5 +52,5 @@ async def prune(
             meta = item.get("metadata", {})
             component = (meta.get("labels") or {}).get(manifests.COMPONENT_LABEL)
             if component in owned and (kind, meta.get("name")) not in keep:
-                await kube.delete(kind, meta["name"], spec.namespace)
+                await kube.remove(kind, meta["name"], spec.namespace)
                 await emit.log("system", f"pruned {kind} {spec.namespace}/{meta['name']}")

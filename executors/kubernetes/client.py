@@ -225,7 +225,7 @@ class Kube:
         items: list[Object] = found.get("items", [])
         return items
 
-    async def delete(
+    async def remove(
         self, kind: str, name: str, namespace: str | None = None, propagation: str = "Background"
     ) -> bool:
         """Delete one object; ``False`` if it was already gone."""

@@ -50,7 +50,7 @@ async def run_job(
         await work
     reason = "cancelled" if cancel.is_set() else f"timed out after {limit:g}s"
     await emit.log("system", f"{reason}: deleting Job {name}")
-    await kube.delete("Job", name, namespace, propagation="Foreground")
+    await kube.remove("Job", name, namespace, propagation="Foreground")
     return EXIT_CANCELLED if cancel.is_set() else EXIT_TIMEOUT
 
 
@@ -74,7 +74,7 @@ async def _follow(
         pod = await _first_pod(kube, namespace, job)
     except PullError as error:
         await emit.log("system", f"cannot pull the image: {error}")
-        await kube.delete("Job", job, namespace, propagation="Foreground")
+        await kube.remove("Job", job, namespace, propagation="Foreground")
         return EXIT_NO_POD
     if pod is None:
         return await _failed_without_pod(kube, namespace, job, emit)
@@ -124,7 +124,7 @@ async def pull_check(kube: Kube, manifest: Object, emit: Emitter) -> bool:
     except PullError as error:
         await emit.log("system", f"cannot pull the image: {error}")
         pulled = False
-    await kube.delete("Job", name, namespace, propagation="Foreground")
+    await kube.remove("Job", name, namespace, propagation="Foreground")
     return pulled
 
 

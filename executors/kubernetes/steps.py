@@ -331,7 +331,7 @@ async def logs(step: Step) -> int:
 async def delete_namespace(step: Step) -> int:
     """Delete the environment's namespace and wait until it is gone."""
     spec = step.spec()
-    if not await step.kube.delete("Namespace", spec.namespace, propagation="Foreground"):
+    if not await step.kube.remove("Namespace", spec.namespace, propagation="Foreground"):
         await step.emit.log("system", f"namespace {spec.namespace} was already gone")
         return 0
     await step.emit.log("system", f"deleting namespace {spec.namespace}")
