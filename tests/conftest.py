@@ -30,6 +30,7 @@ TIER_BY_PATH = {
     "tests/kubernetes/e2e/": "e2e",
     "tests/hosting/": "hosting",
     "tests/browser/": "browser",
+    "tests/kubernetes/browser/": "browser",
     "tests/test_openapi_fuzz.py": "fuzz",
     "tests/faults/": "slow",
 }

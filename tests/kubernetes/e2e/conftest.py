@@ -1,71 +1,19 @@
-"""The whole system as processes (API, worker, relay, Redis) against the kmock emulator.
-
-The emulator and the controller coroutine run in a thread of the test process, on an
-event loop of their own; the worker reaches the emulator over HTTP, as a cluster.
-"""
+"""The whole system as processes (API, worker, relay, Redis) against the kmock emulator,
+served from a thread of the test process (``ThreadedCluster``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.fixtures.factories import operation_id
-from tests.fixtures.kmock import Emulator, serve
-from tests.fixtures.kmock_controller import Controller, controlling
+from tests.fixtures.kmock_thread import ThreadedCluster
 from tests.fixtures.stack import Stack, running_stack, wait_for
 from tests.kubernetes.samples import IMAGE
-
-T = TypeVar("T")
-
-
-class ThreadedCluster:
-    """kmock and its controller, served from a thread; ``call`` runs code on their loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.exits = contextlib.AsyncExitStack()
-
-    def start(self) -> None:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._enter(), self.loop).result(30)
-
-    async def _enter(self) -> None:
-        serving = contextlib.asynccontextmanager(serve)
-        self.emulator: Emulator = await self.exits.enter_async_context(serving())
-        self.controller: Controller = await self.exits.enter_async_context(
-            controlling(self.emulator)
-        )
-
-    @property
-    def url(self) -> str:
-        return str(self.emulator.servers[0].url)
-
-    def call(self, function: Callable[[], T]) -> T:
-        async def run() -> T:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
-
-    def stored(self, resource: str, name: str, namespace: str | None) -> Any:
-        def read() -> Any:
-            found = self.emulator.objects[resource, namespace, name]
-            return None if found.deleted else found.raw
-
-        return self.call(read)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.exits.aclose(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -148,4 +96,4 @@ def log_text(stack: Stack, http: httpx.Client, run: dict[str, Any]) -> str:
     return "\n".join(line["line"] for line in stack.full_log(http, run["id"]))
 
 
-__all__ = ["finished", "log_text", "trigger", "wait_for"]
+__all__ = ["ThreadedCluster", "finished", "log_text", "trigger", "wait_for"]
