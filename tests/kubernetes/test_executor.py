@@ -481,3 +481,23 @@ async def test_verify_release_fails_when_the_image_cannot_be_pulled(
     assert code == 1
     assert log.outputs == {"pullable": False}
     assert "cannot pull the image: ErrImagePull: not found" in log.text()
+
+
+async def test_a_dropped_log_follow_resumes_without_a_gap_or_a_repeat(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    # Ten lines with one timestamp: the reconnection asks from that time, and must skip
+    # the three it already has.
+    lines = [f"line {n}" for n in range(10)]
+    hold = asyncio.Event()
+    controller.jobs["install"] = JobPlay(lines=lines, batch=True, hold=hold)
+    emulator.cut_follow_after = 3
+    task = asyncio.create_task(run(contexts, contexts.make("install", values=INSTALL_VALUES)))
+    await until(lambda: emulator.cut_follow_after is None)
+    await asyncio.sleep(0.5)  # the executor reconnects while the container still runs
+    hold.set()
+    code, log = await task
+    assert code == 0, log.text()
+    assert [line for stream, line in log.lines if stream == "stdout"] == lines
+    follows = [r for r in list(emulator) if r.subresource == "log"]
+    assert len(follows) >= 2 and "sinceTime" in follows[-1].params
