@@ -15,10 +15,13 @@ import aiohttp
 from app.catalog.builtin.kubernetes.fields import ClusterFields
 from app.catalog.inputs import InvalidInput
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, ExecutorUnavailable, TaskContext
+from executors.kubernetes.access import ACCESS_STEPS
 from executors.kubernetes.backups import BACKUP_STEPS
+from executors.kubernetes.checks import CHECK_STEPS
 from executors.kubernetes.client import KubeError, connect
 from executors.kubernetes.steps import STEPS, Step, StepFunction
 
+ALL_STEPS = STEPS | BACKUP_STEPS | ACCESS_STEPS | CHECK_STEPS
 # Beyond the task's timeout, what a step gets to clean up (delete its Job) on its own.
 SLACK = 5.0
 
@@ -40,7 +43,7 @@ class KubernetesExecutor:
         self.step = step
 
     async def run(self, context: TaskContext, emit: Emitter, cancel: asyncio.Event) -> int:
-        function = STEPS.get(self.step) or BACKUP_STEPS.get(self.step)
+        function = ALL_STEPS.get(self.step)
         if function is None:
             raise ExecutorUnavailable(f"the Kubernetes step {self.step} is not built yet")
         try:

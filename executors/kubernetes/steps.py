@@ -7,23 +7,22 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from app.catalog.builtin.kubernetes.fields import ProjectFields, ReleaseFields
+from app.catalog.builtin.kubernetes.fields import ProjectFields
 from app.catalog.builtin.kubernetes.tasks import (
     DatabaseFields,
     DeployFields,
     DeployOutputs,
     InstallFields,
-    LogsFields,
     PromoteFields,
     RunCommandFields,
     ScaleFields,
 )
 from app.catalog.inputs import EntityInput, InvalidInput
 from executors.base import Emitter, TaskContext
-from executors.kubernetes import manifests, rbac
+from executors.kubernetes import manifests
 from executors.kubernetes.apply import apply_all, prune
 from executors.kubernetes.client import Kube
-from executors.kubernetes.jobs import pull_check, run_job
+from executors.kubernetes.jobs import run_job
 from executors.kubernetes.manifests import EnvironmentSpec, JobSpec
 from executors.kubernetes.rollout import watch_rollout
 from executors.kubernetes.spec import environment_spec
@@ -258,76 +257,6 @@ async def run_in_job(
     )
 
 
-async def _ready_pod(step: Step, spec: EnvironmentSpec) -> str | None:
-    """A running application pod whose containers are all ready, if there is one."""
-    selector = manifests.selector(spec, manifests.APP)
-    for pod in await step.kube.list("Pod", spec.namespace, selector):
-        status = pod.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-        if ready and status.get("phase") == "Running":
-            return str(pod["metadata"]["name"])
-    return None
-
-
-async def login(step: Step) -> int:
-    """``drush uli`` in the CLI container: exec in a ready pod, else a short Job."""
-    spec = step.spec()
-    uri = f"https://{spec.hostnames[0]}" if spec.hostnames else "http://localhost"
-    command = ["drush", "user:login", f"--uri={uri}", "--no-browser"]
-    pod = await _ready_pod(step, spec)
-    if pod is not None:
-        await step.emit.log("system", f"exec in {pod}/{spec.cli_container}: drush user:login")
-        found = await step.kube.exec(spec.namespace, pod, spec.cli_container, command)
-        for line in found.stderr.splitlines():
-            await step.emit.log("stderr", line)
-        code, lines = found.exit_code, found.stdout.splitlines()
-    else:
-        await step.emit.log("system", "no ready pod: running drush user:login in a Job")
-        keeper = _Lines(step.emit)
-        code = await run_in_job(Step(step.context, step.kube, keeper, step.cancel), spec, command)
-        lines = keeper.stdout
-    urls = [line.strip() for line in lines if line.strip().startswith(("http://", "https://"))]
-    if code == 0 and urls:
-        await step.emit.output("url", urls[-1])
-    return code if code != 0 or urls else 1
-
-
-class _Lines:
-    """An emitter that passes everything on and keeps the stdout lines (a login's link)."""
-
-    def __init__(self, emit: Emitter) -> None:
-        self.emit = emit
-        self.stdout: list[str] = []
-
-    async def log(self, stream: str, line: str) -> None:
-        if stream == "stdout":
-            self.stdout.append(line)
-        await self.emit.log(stream, line)
-
-    async def output(self, name: str, value: object) -> None:
-        await self.emit.output(name, value)
-
-
-async def logs(step: Step) -> int:
-    """The last lines of each application pod's web container, into the ``lines`` output."""
-    values = step.context.values
-    assert isinstance(values, LogsFields)
-    spec = step.spec()
-    found: list[str] = []
-    for pod in await step.kube.list("Pod", spec.namespace, manifests.selector(spec, manifests.APP)):
-        name = pod["metadata"]["name"]
-        path = f"/api/v1/namespaces/{spec.namespace}/pods/{name}/log"
-        query = [("container", manifests.WEB_CONTAINER), ("tailLines", str(values.lines))]
-        async with step.kube.stream(path, query) as body:
-            text = (await body.read()).decode("utf-8", "replace")
-        found += [f"{name}: {line}" for line in text.splitlines()]
-    await step.emit.output("lines", found)
-    return 0
-
-
 async def delete_namespace(step: Step) -> int:
     """Delete the environment's namespace and wait until it is gone."""
     spec = step.spec()
@@ -354,65 +283,7 @@ async def promote(step: Step) -> int:
     return await _deploy(step, source.reference("release"))
 
 
-RELEASES_NAMESPACE = "aegir-releases"
-
-
-async def release_verify(step: Step) -> int:
-    """Whether the cluster can pull the release's image: a Job that runs nothing of it.
-
-    Its command is a path no image has, so the container fails to start once the image
-    is there (or starts, if it has one): either way the pull succeeded.
-    """
-    context = step.context
-    image = context.entity.fields_as(ReleaseFields).image
-    labels = {manifests.MANAGED_BY: "aegir", manifests.RUN_LABEL: context.run_id}
-    namespace_manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": RELEASES_NAMESPACE, "labels": {manifests.MANAGED_BY: "aegir"}},
-    }
-    await apply_all(step.kube, [namespace_manifest], step.emit)
-    job_spec = JobSpec(
-        name=manifests.job_name("pull", context.run_id, context.attempt),
-        namespace=RELEASES_NAMESPACE,
-        labels=labels,
-        task=context.key,
-        image=image,
-        container="pull",
-        command=["/aegir-pull-check"],
-        deadline=max(1, int(context.timeout)),
-    )
-    pulled = await pull_check(step.kube, manifests.job(job_spec), step.emit)
-    await step.emit.output("pullable", pulled)
-    await step.emit.log("system", f"{image}: {'pulled' if pulled else 'cannot be pulled'}")
-    return 0 if pulled else 1
-
-
-async def cluster_verify(step: Step) -> int:
-    """The server's version, and what Aegir may not do there (a self-subject rules review)."""
-    version = await step.kube.request("GET", "/version")
-    text = str(version.get("gitVersion", "unknown"))
-    await step.emit.log("system", f"server version {text}")
-    await step.emit.output("server_version", text)
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectRulesReview",
-        "spec": {"namespace": "default"},
-    }
-    answer = await step.kube.create(review)
-    rules = (answer.get("status") or {}).get("resourceRules") or []
-    missing = rbac.missing(rules)
-    await step.emit.output("missing_permissions", missing)
-    for permission in missing:
-        await step.emit.log("system", f"not allowed: {permission}")
-    if missing:
-        await step.emit.log("system", "the service account lacks what Aegir needs (README)")
-    return 1 if missing else 0
-
-
 STEPS: dict[str, StepFunction] = {
-    "cluster_verify": cluster_verify,
-    "release_verify": release_verify,
     "environment_namespace": namespace,
     "environment_database": database,
     "environment_application": application,
@@ -427,6 +298,4 @@ STEPS: dict[str, StepFunction] = {
     "environment_delete": delete_namespace,
     "environment_install_cleanup": delete_namespace,
     "environment_promote": promote,
-    "environment_login": login,
-    "environment_logs": logs,
 }

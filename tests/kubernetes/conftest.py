@@ -12,6 +12,7 @@ import pytest
 
 from app.catalog.registry import Catalog, build_catalog
 from app.dispatch.executor_input import typed_input
+from executors import executor_for
 from executors.base import TaskContext
 from tests.fixtures.kmock import Emulator, serve
 from tests.fixtures.kmock_controller import Controller, controlling
@@ -116,3 +117,27 @@ async def until(condition: Callable[[], bool], limit: float = 10) -> None:
 @pytest.fixture
 def cancel() -> asyncio.Event:
     return asyncio.Event()
+
+
+NS = "aegir-acme-prod"  # the sample environment's namespace
+
+
+def stored(emulator: Emulator, resource: str, name: str, namespace: str | None = NS) -> Any:
+    """An object as kmock holds it now; ``None`` once deleted."""
+    found = emulator.objects[resource, namespace, name]
+    return None if found.deleted else found.raw
+
+
+def image_of(deployment: dict[str, Any]) -> str:
+    image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image
+
+
+async def run(
+    contexts: Contexts, context: TaskContext, cancel: asyncio.Event | None = None
+) -> tuple[int, Recorder]:
+    """Run the context's task through ``executor_for``, as a worker does: code and record."""
+    recorder = Recorder()
+    task_type = contexts.catalog.tasks[context.task_type]
+    code = await executor_for(task_type).run(context, recorder, cancel or asyncio.Event())
+    return code, recorder

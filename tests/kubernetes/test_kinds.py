@@ -20,17 +20,20 @@ from app.catalog.builtin.kubernetes.fields import (
 from app.catalog.registry import build_catalog
 from app.catalog.types import KubernetesStep
 from app.entities.task.models import TaskInstance
+from executors.kubernetes.executor import ALL_STEPS
 from tests.kubernetes.samples import DIGEST, IMAGE, make_kubernetes_graph
 
 # Not a certificate, but base64 over two PEM lines: what the field checks.
 CERT_BODY = base64.b64encode(bytes(range(93))).decode()
 
 
-def test_every_kubernetes_task_runs_on_the_kubernetes_back_end() -> None:
+def test_every_kubernetes_task_runs_a_step_of_the_kubernetes_back_end() -> None:
     catalog = build_catalog(plugins=False)
     for kind in ("cluster", "project", "release", "environment"):
         for task_type in catalog.kinds[kind].tasks.values():
-            assert isinstance(catalog.tasks[task_type].executor, KubernetesStep)
+            binding = catalog.tasks[task_type].executor
+            assert isinstance(binding, KubernetesStep)
+            assert binding.step in ALL_STEPS, f"{task_type} has no step"
 
 
 @pytest.mark.parametrize(
