@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 
 from app.catalog.registry import Catalog, build_catalog
@@ -123,8 +124,11 @@ NS = "aegir-acme-prod"  # the sample environment's namespace
 
 
 def stored(emulator: Emulator, resource: str, name: str, namespace: str | None = NS) -> Any:
-    """An object as kmock holds it now; ``None`` once deleted."""
-    found = emulator.objects[resource, namespace, name]
+    """An object as kmock holds it now; ``None`` before it is created or once deleted."""
+    key = (kmock.resource(resource), namespace, name)
+    if key not in emulator.objects:
+        return None
+    found = emulator.objects[key]
     return None if found.deleted else found.raw
 
 

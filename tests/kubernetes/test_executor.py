@@ -8,6 +8,7 @@ from pathlib import Path
 
 import kmock
 
+from executors.base import EXIT_CANCELLED
 from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller
@@ -190,3 +191,15 @@ async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
     code, log = await run(contexts, contexts.make("namespace"))
     assert code == 1
     assert "cannot reach the cluster" in log.text()
+
+
+async def test_cancel_stops_a_rollout_wait_with_130(
+    contexts: Contexts, emulator: Emulator, controller: Controller, cancel: asyncio.Event
+) -> None:
+    controller.stuck_images.add(IMAGE)
+    task = asyncio.create_task(run(contexts, contexts.make("application", timeout=60), cancel))
+    await until(lambda: stored(emulator, "apps/v1/deployments", "app") is not None)
+    cancel.set()
+    code, log = await task
+    assert code == EXIT_CANCELLED
+    assert "cancelled: stopping the step" in log.text()

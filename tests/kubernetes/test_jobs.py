@@ -7,7 +7,7 @@ import asyncio
 
 import kmock
 
-from executors.base import EXIT_CANCELLED, TaskContext
+from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, TaskContext
 from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller, JobPlay
@@ -297,3 +297,13 @@ async def test_a_dropped_log_follow_resumes_without_a_gap_or_a_repeat(
     assert [line for stream, line in log.lines if stream == "stdout"] == lines
     follows = [r for r in list(emulator) if r.subresource == "log"]
     assert len(follows) >= 2 and "sinceTime" in follows[-1].params
+
+
+async def test_a_job_past_the_tasks_timeout_is_deleted_and_answers_124(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    controller.jobs["install"] = JobPlay(lines=["working"], hold=asyncio.Event())
+    code, log = await run(contexts, contexts.make("install", values=INSTALL_VALUES, timeout=1))
+    assert code == EXIT_TIMEOUT
+    assert f"timed out after 1s: deleting Job {JOB}" in log.text()
+    assert stored(emulator, "batch/v1/jobs", JOB) is None
