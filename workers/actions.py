@@ -65,7 +65,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         secrets=secrets,
     )
     try:
-        executor = executor_for(task_type, ssh_access(settings))
+        executor = executor_for(task_type, ssh_access(settings), action=True)
         code = await executor.run(context, emitter, asyncio.Event())
     except ExecutorUnavailable as error:
         return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
