@@ -45,6 +45,9 @@ def register(catalog: Catalog) -> None:
             ActionType("fallback", "Debug", task="fallback", result=Said,
                        timeout=timedelta(seconds=20)),
             ActionType("slow", "Slow", task="slow", result=Said, timeout=timedelta(seconds=1)),
+            # Long enough to kill its worker first; short, since the request that waits
+            # holds the API's SQLite write turn meanwhile.
+            ActionType("stuck", "Stuck", task="slow", result=Said, timeout=timedelta(seconds=8)),
             ActionType("secret", "Secret", task="secret", result=Said,
                        timeout=timedelta(seconds=10)),
         ],

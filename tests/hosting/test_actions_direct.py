@@ -5,12 +5,15 @@ and roles outside the subset left to the playbook."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fixtures.hosting import (
@@ -83,6 +86,12 @@ def _act(hosting: Hosting, site: dict[str, Any], action: str) -> Any:
     return hosting.http.post(f"/api/v1/sites/{site['id']}/actions/{action}")
 
 
+def _ask(hosting: Hosting, site: dict[str, Any], action: str) -> None:
+    """An action whose answer does not matter (its worker is killed meanwhile)."""
+    with contextlib.suppress(httpx.HTTPError):
+        _act(hosting, site, action)
+
+
 def _drush_calls(platform: dict[str, Any]) -> list[list[str]]:
     calls = Path(platform["fields"]["root"]) / "drush-calls.jsonl"
     return [json.loads(line) for line in calls.read_text().splitlines()]
@@ -148,6 +157,28 @@ def test_the_action_timeout_stops_the_command(
     assert "was stopped" in response.json()["detail"]
     pid = int((Path(platform["fields"]["root"]) / f"slow-{over}.example.test.pid").read_text())
     wait_for(lambda: not _alive(pid), f"the command (pid {pid}) to be stopped", timeout=15)
+
+
+@pytest.mark.parametrize("over", ["local", "ssh"])
+def test_a_dead_worker_leaves_no_command_running(
+    direct: Hosting, request: pytest.FixtureRequest, over: str
+) -> None:
+    """Locally the shepherd stops it; over SSH the master connection goes with the worker,
+    and the server stops the command when its channel closes. (With its worker dead, no
+    one enforces the action's timeout: nothing else would stop it.)"""
+    server = request.getfixturevalue("remote") if over == "ssh" else None
+    platform = _platform(direct, f"drupal-stuck-{over}", server)
+    site = direct.site(f"stuck-{over}.example.test", platform)
+    pid_file = Path(platform["fields"]["root"]) / f"stuck-{over}.example.test.pid"
+    asking = threading.Thread(target=_ask, args=(direct, site, "stuck"), daemon=True)
+    asking.start()
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the command"))
+    direct.stack.kill("worker")
+    try:
+        wait_for(lambda: not _alive(pid), f"the command (pid {pid}) to be stopped", timeout=15)
+    finally:
+        direct.stack.start_process("worker")
+        asking.join(30)
 
 
 def _alive(pid: int) -> bool:
