@@ -146,8 +146,13 @@ async def run_command(
     # under one, and when it goes (with the worker) every mux client loses its channel,
     # and the server stops each command (``REMOTE``) as its stdin closes.
     client = [*master.client_argv(), "--", remote]
-    process = await _spawn(client, None, asyncio.subprocess.PIPE)
-    return await _supervise(process, f"{header}\n{token}\n", emit, deadline, grace, quiet)
+    master.busy += 1
+    try:
+        process = await _spawn(client, None, asyncio.subprocess.PIPE)
+        return await _supervise(process, f"{header}\n{token}\n", emit, deadline, grace, quiet)
+    finally:
+        master.busy -= 1
+        master.used = time.monotonic()
 
 
 async def _spawn(argv: Sequence[str], cwd: str | None, stdin: int) -> asyncio.subprocess.Process:
@@ -263,6 +268,7 @@ class Master:
     said: deque[str] = field(default_factory=lambda: deque(maxlen=10))
     used: float = field(default_factory=time.monotonic)
     reader: asyncio.Task[None] | None = None
+    busy: int = 0  # commands running through it now
 
     def alive(self) -> bool:
         return self.process.returncode is None and self.control.exists()
@@ -293,6 +299,7 @@ class Masters:
     def __init__(self) -> None:
         self.open: dict[str, Master] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        self.janitor: asyncio.Task[None] | None = None
 
     async def connect(
         self, target: Target, ssh: SshAccess, work_dir: Path, grace: float
@@ -300,7 +307,8 @@ class Masters:
         options = _ssh_options(target, ssh)
         destination = f"{target.user}@{target.address}" if target.user else str(target.address)
         key = hashlib.sha256("\0".join([destination, *options]).encode()).hexdigest()[:16]
-        await self._close_idle(keep=key)
+        if self.janitor is None or self.janitor.done():
+            self.janitor = asyncio.create_task(self._sweep())
         async with self.locks.setdefault(key, asyncio.Lock()):
             master = self.open.get(key)
             if master is not None and master.alive():
@@ -312,12 +320,18 @@ class Masters:
                 self.open[key] = started
             return started
 
-    async def _close_idle(self, keep: str) -> None:
-        now = time.monotonic()
-        for key, master in list(self.open.items()):
-            if key != keep and now - master.used > MASTER_IDLE:
-                del self.open[key]
-                await _close(master)
+    async def _sweep(self) -> None:
+        """Close the masters idle for ``MASTER_IDLE``; done once none is left open."""
+        while True:
+            await asyncio.sleep(MASTER_IDLE / 4)
+            now = time.monotonic()
+            for key, master in list(self.open.items()):
+                idle = not master.busy and now - master.used > MASTER_IDLE
+                if idle and not self.locks[key].locked():
+                    del self.open[key]
+                    await _close(master)
+            if not self.open:
+                return
 
 
 async def _start(
