@@ -51,6 +51,16 @@ PROFILE_SECONDS = 8.0
 LOGIN_P50 = 1000.0
 OVERHEAD_P50 = 50.0
 OVERHEAD_P95 = 100.0
+NEXT_STEP = (
+    "What the overhead is made of: the dispatch path (API, Redis, the worker's reads: "
+    "the no-op action figure of `make bench`), about 3 ms of templating in the worker "
+    "(Ansible's Templar compiles each template anew), and per command the shepherd "
+    "locally (the figure above) or, over SSH, the server's wrapper (`sh`, `setsid`, a "
+    "watchdog: a few forks). Next step: a warm shepherd, one per worker, started once, "
+    "that forks each command on request (the same subreaper, parent-death signal and "
+    "records), so that a local command costs a fork instead of a Python start; and "
+    "compiled templates cached per role."
+)
 
 
 @dataclass
@@ -288,6 +298,9 @@ def markdown(
         "here (`true` under it, against `true` alone). Over SSH only the master connection "
         "runs under one, once per host.",
     ]
+    missed = [each.name for each in found if not all(each.met().values())]
+    if missed:
+        text += ["", f"Missed ({', '.join(missed)}). " + NEXT_STEP]
     if profiles:
         text += [
             "",
