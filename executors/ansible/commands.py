@@ -10,9 +10,11 @@ closes, and the server stops each command (see below).
 On the server the command runs under a small POSIX ``sh`` script (``REMOTE``) that reads
 the directory and the argv from stdin (never from the ssh command line, so nothing the
 role templates shows in the control machine's process list), starts the command in a
-session of its own (``setsid``), and stops that whole session when its stdin closes: the
-mux client was stopped (timeout, cancel, dead worker). That is what Ansible's ``-tt``
-gives through the pty's hangup, while stdout and stderr stay apart.
+process group sshd made for the session (its child calls ``setsid``), and stops that
+whole group (SIGTERM, the grace, SIGKILL) when its stdin closes: the mux client was
+stopped (timeout, cancel, dead worker). A watchdog subshell waits for that with the
+shell's own ``read``: no program starts but ``sh`` and the command. That is what
+Ansible's ``-tt`` gives through the pty's hangup, while stdout and stderr stay apart.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ POLL = 0.005
 _READ_SIZE = 1 << 16
 
 # $1: the token ending the header on stdin; $2: seconds between SIGTERM and SIGKILL.
-# sh gives a background job /dev/null for stdin: the watchdog reads it as fd 3.
+# sh gives a background job /dev/null for stdin: the watchdog reads it as fd 3, and
+# ignores the SIGTERM it sends to the group, to send the SIGKILL after the grace.
 # The header is one line of shell words (quoted by shlex; a word may span lines): the
 # directory ('' for none), then argv.
 REMOTE = r"""
@@ -57,9 +60,10 @@ eval "set -- $h"
 d=$1; shift
 if [ -n "$d" ]; then cd -- "$d" || exit 1; fi
 exec 3<&0
-setsid "$@" </dev/null 3<&- &
+"$@" </dev/null 3<&- &
 c=$!
-{ cat <&3 >/dev/null; kill -TERM -"$c"; sleep "$g"; kill -KILL -"$c"; } >/dev/null 2>&1 &
+{ while read -r _; do :; done <&3; trap '' TERM; kill -TERM 0; sleep "$g"; kill -KILL 0; } \
+  >/dev/null 2>&1 &
 w=$!
 wait "$c"; s=$?
 kill "$w" 2>/dev/null
