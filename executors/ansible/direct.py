@@ -114,6 +114,14 @@ class DirectExecutor:
         return await play.run()
 
 
+def preload() -> None:
+    """Import what this path uses from Ansible (half a second on a busy machine), so that
+    the first action after a worker starts does not wait for it."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: F401
+    from ansible.parsing.dataloader import DataLoader  # noqa: F401
+    from ansible.template import Templar  # noqa: F401
+
+
 # ------------------------------------------------------------------------ loading
 
 _ROLES: dict[Path, tuple[tuple[float, ...], Role | Unsupported]] = {}
