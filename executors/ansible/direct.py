@@ -105,7 +105,7 @@ class DirectExecutor:
             extra = _plain(variables(context, self.binding))
             host, target = _target(inventory(hosts_of(context), self.ssh))
             facts = {**role.defaults, **host, **_magic(role, target), **role.vars, **extra}
-            _check_reads(role, facts)
+            check_reads(role, facts)
         except Unsupported as why:
             logger.info("action %s: role %s runs through ansible-playbook: %s",
                         context.key, self.role, why)  # fmt: skip
@@ -297,7 +297,9 @@ def _magic(role: Role, target: Target) -> dict[str, Any]:
     }
 
 
-def _check_reads(role: Role, facts: Mapping[str, Any]) -> None:
+def check_reads(role: Role, facts: Mapping[str, Any]) -> None:
+    """``Unsupported`` when a template of the role reads a name that neither ``facts``,
+    the role's own tasks, nor this executor define (facts, hostvars, lookups...)."""
     missing = role.reads - set(facts) - role.defines - MAGIC
     if missing:
         raise Unsupported(f"it reads {', '.join(sorted(missing))}, which only a playbook sets")
