@@ -140,7 +140,7 @@ async def run_command(
         except OSError as error:
             return Finished(2, "", f"Unable to change directory before execution: {error}")
         return await _supervise(process, None, emit, deadline, grace, quiet)
-    master = await masters().connect(target, ssh, context.work_dir, grace)
+    master = await masters().connect(target, ssh, context.work_dir, grace, deadline)
     if isinstance(master, Stopped):
         return master
     token = secrets.token_hex(8)
@@ -306,7 +306,7 @@ class Masters:
         self.janitor: asyncio.Task[None] | None = None
 
     async def connect(
-        self, target: Target, ssh: SshAccess, work_dir: Path, grace: float
+        self, target: Target, ssh: SshAccess, work_dir: Path, grace: float, deadline: Deadline
     ) -> Master | Stopped:
         options = _ssh_options(target, ssh)
         destination = f"{target.user}@{target.address}" if target.user else str(target.address)
@@ -319,7 +319,8 @@ class Masters:
                 return master
             if master is not None:
                 await _close(master)
-            started = await _start(work_dir / "ssh-control", key, options, destination, grace)
+            directory = work_dir / "ssh-control"
+            started = await _start(directory, key, options, destination, grace, deadline)
             if isinstance(started, Master):
                 self.open[key] = started
             return started
@@ -339,8 +340,9 @@ class Masters:
 
 
 async def _start(
-    directory: Path, key: str, options: list[str], destination: str, grace: float
-) -> Master | Stopped:
+    directory: Path, key: str, options: list[str], destination: str, grace: float,
+    deadline: Deadline,
+) -> Master | Stopped:  # fmt: skip
     control = _fresh_control(directory, key)
     argv = ["ssh", "-M", "-N", "-S", str(control), "-o", "ControlPersist=no", *options,
             destination]  # fmt: skip
@@ -356,13 +358,19 @@ async def _start(
     master = Master(control, options, destination, process)
     master.reader = reader = asyncio.create_task(_keep_said(master))
     # The control socket appears once the connection is up and authenticated.
-    for _ in range(int((CONNECT_TIMEOUT + 5) / POLL)):
-        if control.exists() or process.returncode is not None:
+    # Within the action's timeout too: a host that drops packets must not outlast it.
+    end = min(time.monotonic() + CONNECT_TIMEOUT + 5.0, deadline.at)
+    for _ in range(int((CONNECT_TIMEOUT + 5.0) / POLL)):  # each turn sleeps POLL at least
+        if control.exists() or process.returncode is not None or time.monotonic() >= end:
             break
         await asyncio.sleep(POLL)
     if master.alive():
         return master
     await _close(master)
+    if time.monotonic() >= deadline.at:
+        await reader
+        said = f"timed out after {deadline.timeout:g}s: no connection to {destination} yet"
+        return Stopped(EXIT_TIMEOUT, said)
     await reader
     said = " ".join(master.said) or "no connection within the time allowed"
     return Stopped(EXIT_UNREACHABLE, f"UNREACHABLE! {destination}: {said}")

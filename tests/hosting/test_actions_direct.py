@@ -24,7 +24,7 @@ from tests.fixtures.hosting import (
     SshServer,
     sshd_server,
 )
-from tests.fixtures.services import alembic_upgrade
+from tests.fixtures.services import alembic_upgrade, free_port
 from tests.fixtures.stack import Stack, wait_for
 
 LINK = "/user/reset/1/1764150000/Zm9vYmFyLXRva2Vu/login"
@@ -123,6 +123,18 @@ def test_login_over_ssh_reuses_one_connection(
         assert _act(direct, site, "login").status_code == 200
     # At most one new connection (none if the other test's is still open).
     assert sshd.log.read_text().count("Accepted publickey") - before <= 1
+
+
+def test_an_unreachable_server_answers_why(direct: Hosting, sshd: SshServer) -> None:
+    fields = {"hostname": "127.0.0.1", "connection": "ssh", "ssh_user": sshd.user,
+              "ssh_port": free_port(), "nginx_conf": str(direct.nginx.conf)}  # fmt: skip
+    response = direct.http.post("/api/v1/servers", json={"name": "away", "fields": fields})
+    assert response.status_code == 201, response.text
+    site = direct.site("away.example.test", _platform(direct, "drupal-away", response.json()))
+    response = _act(direct, site, "login")
+    assert response.status_code == 502
+    detail = response.json()["detail"]
+    assert "exit code 4: UNREACHABLE!" in detail and "Connection refused" in detail
 
 
 def test_a_failed_assert_answers_its_message(direct: Hosting) -> None:
