@@ -191,8 +191,7 @@ async def _supervise(
         _pump(process.stderr, "stderr", err, emit, quiet),
     )
     forced = await _wait(process, deadline)
-    if forced is not None:
-        await emit.log("system", forced.message)
+    if forced is not None:  # its message is the caller's to say
         await _stop_group(process, grace)
     code = await process.wait()
     if process.stdin is not None:
@@ -220,7 +219,7 @@ async def _wait(process: asyncio.subprocess.Process, deadline: Deadline) -> Stop
     if waiter in done:
         return None
     if deadline.cancel.is_set():
-        return Stopped(EXIT_CANCELLED, "cancelled: stopping the command's process group")
+        return Stopped(EXIT_CANCELLED, "cancelled: command stopped")
     return Stopped(EXIT_TIMEOUT, f"timed out after {deadline.timeout:g}s: command stopped")
 
 

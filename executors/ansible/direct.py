@@ -27,7 +27,7 @@ import logging
 import shlex
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +326,6 @@ class Play:
     context: TaskContext
     emit: Emitter
     deadline: Deadline
-    outputs: list[tuple[str, Any]] = field(default_factory=list)
 
     async def run(self) -> int:
         from ansible.errors import AnsibleError
