@@ -55,8 +55,8 @@ NEXT_STEP = (
     "What the overhead is made of: the dispatch path (API, Redis, the worker's reads: "
     "the no-op action figure of `make bench`), about 3 ms of templating in the worker "
     "(Ansible's Templar compiles each template anew), and per command the shepherd "
-    "locally (the figure above) or, over SSH, the server's wrapper (`sh`, `setsid`, a "
-    "watchdog: a few forks). Next step: a warm shepherd, one per worker, started once, "
+    "locally (the figure above) or, over SSH, the server's wrapper (`sh` and a watchdog "
+    "subshell: one exec, two forks). Next step: a warm shepherd, one per worker, started once, "
     "that forks each command on request (the same subreaper, parent-death signal and "
     "records), so that a local command costs a fork instead of a Python start; and "
     "compiled templates cached per role."
@@ -134,13 +134,13 @@ def timed(argv: list[str], cwd: Path | None = None) -> float:
     return elapsed
 
 
-def shepherd_cost(calls: int, work: Path) -> float:
-    """p50 of ``true`` under a shepherd less ``true`` alone: what the guarantee that no
+def shepherd_cost(calls: int, work: Path) -> Measured:
+    """``true`` under a shepherd against ``true`` alone: what the guarantee that no
     command outlives its worker costs each local command."""
     record = work / "bench.rec"
     alone = [_run(["true"]) for _ in range(calls)]
     guarded = [_run(processes.command(record, 2, ["true"])) for _ in range(calls)]
-    return statistics.median(guarded) - statistics.median(alone)
+    return Measured("shepherd", guarded, alone)
 
 
 def _run(argv: list[str]) -> float:
@@ -256,7 +256,7 @@ def _share(count: int, total: int) -> str:
 
 
 def markdown(
-    found: list[Measured], shepherd: float, profiles: str, args: argparse.Namespace, shared: str
+    found: list[Measured], shepherd: Measured, profiles: str, args: argparse.Namespace, shared: str
 ) -> str:
     rows = []
     for each in found:
@@ -294,9 +294,10 @@ def markdown(
         *detail,
         "",
         f"Of the local overhead, the shepherd (`executors/shepherd.py`, a Python start before "
-        f"each local command, so that none outlives its worker) costs {shepherd:.1f} ms p50 "
-        "here (`true` under it, against `true` alone). Over SSH only the master connection "
-        "runs under one, once per host.",
+        f"each local command, so that none outlives its worker) costs "
+        f"{shepherd.overhead_p50:.1f} ms p50 and {shepherd.overhead_p95:.1f} ms p95 here "
+        "(`true` under it, against `true` alone). Over SSH only the master connection runs "
+        "under one, once per host.",
     ]
     missed = [each.name for each in found if not all(each.met().values())]
     if missed:
