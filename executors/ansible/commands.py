@@ -129,9 +129,8 @@ async def run_command(
     context: TaskContext,
     emit: Emitter,
     deadline: Deadline,
-    quiet: bool = False,
 ) -> Finished | Stopped:
-    """Run ``argv`` on ``target``, its lines emitted as they come (unless ``quiet``)."""
+    """Run ``argv`` on ``target``, its lines emitted as they come."""
     grace = context.cancel_grace
     if target.address is None:
         guarded = processes.command(processes.record_for(context), grace, argv)
@@ -139,7 +138,7 @@ async def run_command(
             process = await _spawn(guarded, chdir, stdin=asyncio.subprocess.DEVNULL)
         except OSError as error:
             return Finished(2, "", f"Unable to change directory before execution: {error}")
-        return await _supervise(process, None, emit, deadline, grace, quiet)
+        return await _supervise(process, None, emit, deadline, grace)
     master = await masters().connect(target, ssh, context.work_dir, grace, deadline)
     if isinstance(master, Stopped):
         return master
@@ -153,7 +152,7 @@ async def run_command(
     master.busy += 1
     try:
         process = await _spawn(client, None, asyncio.subprocess.PIPE)
-        return await _supervise(process, f"{header}\n{token}\n", emit, deadline, grace, quiet)
+        return await _supervise(process, f"{header}\n{token}\n", emit, deadline, grace)
     finally:
         master.busy -= 1
         master.used = time.monotonic()
@@ -177,7 +176,6 @@ async def _supervise(
     emit: Emitter,
     deadline: Deadline,
     grace: float,
-    quiet: bool,
 ) -> Finished | Stopped:
     assert process.stdout is not None and process.stderr is not None
     if header is not None:
@@ -187,8 +185,8 @@ async def _supervise(
     out: list[str] = []
     err: list[str] = []
     pumps = asyncio.gather(
-        _pump(process.stdout, "stdout", out, emit, quiet),
-        _pump(process.stderr, "stderr", err, emit, quiet),
+        _pump(process.stdout, "stdout", out, emit),
+        _pump(process.stderr, "stderr", err, emit),
     )
     forced = await _wait(process, deadline)
     if forced is not None:  # its message is the caller's to say
@@ -236,25 +234,22 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
         os.killpg(pgid, signum)
 
 
-async def _pump(
-    reader: asyncio.StreamReader, stream: str, kept: list[str], emit: Emitter, quiet: bool
-) -> None:
+async def _pump(reader: asyncio.StreamReader, stream: str, kept: list[str], emit: Emitter) -> None:
     pending = b""
     while chunk := await reader.read(_READ_SIZE):
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for raw in lines:
-            await _line(raw, stream, kept, emit, quiet)
+            await _line(raw, stream, kept, emit)
     if pending:
-        await _line(pending, stream, kept, emit, quiet)
+        await _line(pending, stream, kept, emit)
 
 
-async def _line(raw: bytes, stream: str, kept: list[str], emit: Emitter, quiet: bool) -> None:
+async def _line(raw: bytes, stream: str, kept: list[str], emit: Emitter) -> None:
     line = raw.decode("utf-8", errors="replace").rstrip("\r")
     kept.append(line)
-    if not quiet:
-        # Indented, as the playbook path shows what a command printed.
-        await emit.log(stream, f"  {line}")
+    # Indented, as the playbook path shows what a command printed.
+    await emit.log(stream, f"  {line}")
 
 
 # --------------------------------------------------------------------- SSH masters
