@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from app.catalog.types import AnsibleRole, KubernetesStep, LocalCommand, TaskType
 from executors.ansible import AnsibleExecutor, SshAccess
+from executors.ansible.direct import DirectExecutor
 from executors.base import Executor, ExecutorUnavailable
 from executors.kubernetes.executor import KubernetesExecutor
 from executors.local import LocalExecutor
 
 
-def executor_for(task: TaskType, ssh: SshAccess | None = None) -> Executor:
-    """The executor of a task type; ``ssh``: the key and known hosts Ansible connects with."""
+def executor_for(task: TaskType, ssh: SshAccess | None = None, action: bool = False) -> Executor:
+    """The executor of a task type; ``ssh``: the key and known hosts Ansible connects with.
+
+    ``action``: the task answers a waiting request. Its role then runs without
+    ansible-playbook when it can (``DirectExecutor``; runs keep the playbook's log).
+    """
     binding = task.executor
     if isinstance(binding, LocalCommand):
         return LocalExecutor(binding.argv)
     if isinstance(binding, AnsibleRole):
-        return AnsibleExecutor(task.name, binding, ssh or SshAccess())
+        playbook = AnsibleExecutor(task.name, binding, ssh or SshAccess())
+        if action:
+            return DirectExecutor(task.name, binding, ssh or SshAccess(), playbook)
+        return playbook
     if isinstance(binding, KubernetesStep):
         return KubernetesExecutor(binding.step)
     raise ExecutorUnavailable(f"no executor for {binding!r}")

@@ -13,10 +13,14 @@ from app.db import session_scope
 from app.dispatch.executor_input import entity_data, task_data, typed_input
 from app.entities.task import repository as task_instances
 from executors import executor_for
+from executors.ansible.direct import preload
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
 from workers.runner import WorkerState, ssh_access
 
 KEEP_LINES = 50
+
+# Imported with the worker: Ansible's templating, which actions use (executors.ansible.direct).
+preload()
 
 
 class CollectingEmitter:
@@ -65,7 +69,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         secrets=secrets,
     )
     try:
-        executor = executor_for(task_type, ssh_access(settings))
+        executor = executor_for(task_type, ssh_access(settings), action=True)
         code = await executor.run(context, emitter, asyncio.Event())
     except ExecutorUnavailable as error:
         return {"code": 127, "error": str(error), "outputs": {}, "stdout": [], "stderr": []}
