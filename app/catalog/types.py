@@ -253,6 +253,10 @@ class EntityKind:
     # What Ansible roles see of it; ``None``: its tasks run on the control machine with
     # the ``aegir`` block only.
     ansible: AnsibleHosting | None = None
+    # A task key whose values (secrets among them) go with the entity to executors
+    # wherever it is referenced, as ``EntityInput.credentials``: a cluster's token.
+    # Entity fields have no encrypted form; task values do.
+    credentials: str | None = None
 
 
 class EntityFields(BaseModel):

@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 
 import kmock
+import pytest
 
-from executors.base import EXIT_CANCELLED
+from executors.base import EXIT_CANCELLED, ExecutorUnavailable
 from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller
@@ -143,7 +144,7 @@ async def test_verify_cluster_reads_the_version_and_what_aegir_may_do(
     everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
     reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
     emulator[reviews] << {"status": {"resourceRules": [everything]}}
-    plain = entity("cluster", "prod-eu", contexts.cluster)
+    plain = contexts.cluster_entity()
     code, log = await run(contexts, contexts.make("verify", plain))
     assert code == 0, log.text()
     assert log.outputs["server_version"].startswith("v1.")
@@ -157,7 +158,7 @@ async def test_verify_cluster_fails_naming_what_aegir_may_not_do(
                  "verbs": ["get", "list", "watch"]}  # fmt: skip
     reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
     emulator[reviews] << {"status": {"resourceRules": [read_only]}}
-    plain = entity("cluster", "prod-eu", contexts.cluster)
+    plain = contexts.cluster_entity()
     code, log = await run(contexts, contexts.make("verify", plain))
     assert code == 1
     assert "patch apps/deployments" in log.outputs["missing_permissions"]
@@ -170,7 +171,7 @@ async def test_promote_deploys_what_another_environment_runs(
 ) -> None:
     staging = entity(
         "environment", "acme-stage", {"tier": "development"},
-        project=project(), cluster=entity("cluster", "c", contexts.cluster),
+        project=project(), cluster=contexts.cluster_entity("c"),
         release=release("acme-2", OLD_IMAGE),
     )  # fmt: skip
     context = contexts.make(
@@ -184,10 +185,28 @@ async def test_promote_deploys_what_another_environment_runs(
     assert log.outputs["previous_release"] == "acme-1"
 
 
-async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
-    contexts: Contexts, token_file: Path
+async def test_without_a_saved_token_the_token_file_is_read(
+    contexts: Contexts, emulator: Emulator, controller: Controller, token_file: Path
 ) -> None:
-    contexts.cluster = {"api_url": "http://127.0.0.1:9", "token_file": str(token_file)}
+    """Aegir running in the cluster: the kubelet renews the token in a file."""
+    contexts.credentials = {}
+    contexts.cluster = {**contexts.cluster, "token_file": str(token_file)}
+    code, log = await run(contexts, contexts.make("namespace"))
+    assert code == 0, log.text()
+    ours = [r for r in list(emulator) if r.headers.get("User-Agent", "").startswith("OpenAPI")]
+    assert ours and {r.headers["Authorization"] for r in ours} == {"Bearer a-token-in-a-file"}
+
+
+async def test_a_cluster_without_a_token_says_where_to_give_one(contexts: Contexts) -> None:
+    contexts.credentials = {}
+    with pytest.raises(ExecutorUnavailable, match=r"send one in its verify run"):
+        await run(contexts, contexts.make("namespace"))
+
+
+async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
+    contexts: Contexts,
+) -> None:
+    contexts.cluster = {"api_url": "http://127.0.0.1:9"}
     code, log = await run(contexts, contexts.make("namespace"))
     assert code == 1
     assert "cannot reach the cluster" in log.text()

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.fixtures.kmock_controller import JobPlay
 from tests.fixtures.stack import Stack, wait_for
-from tests.kubernetes.e2e.conftest import ThreadedCluster, finished, log_text, trigger
+from tests.kubernetes.e2e.conftest import TOKEN, ThreadedCluster, finished, log_text, trigger
 
 NS = "aegir-shop-dev"
 
@@ -55,15 +55,31 @@ def test_no_secret_reaches_a_manifest_the_log_or_the_runs_values(
 ) -> None:
     secret = cluster.stored("v1/secrets", "database", NS)
     password = secret["stringData"]["password"]
+    # A command that prints the cluster's token (a leaked variable, say): masked.
+    cluster.call(lambda: cluster.controller.jobs.update(run_command=JobPlay([f"t={TOKEN}"])))
     with kube_stack.client() as http:
-        runs = http.get("/api/v1/runs", params={"entity": graph["environment"]["id"]}).json()
-        assert runs["items"]
-        for run in runs["items"]:
-            assert password not in json.dumps(http.get(f"/api/v1/runs/{run['id']}").json())
-            assert password not in log_text(kube_stack, http, run)
-    for resource, name in (("apps/v1/statefulsets", "database"), ("apps/v1/deployments", "app")):
-        assert password not in json.dumps(cluster.stored(resource, name, NS))
-    assert "e2e-service-account-token" not in kube_stack.log("worker")
+        values = {"run_command": {"command": ["env"]}}
+        printed = trigger(kube_stack, http, graph["environment"], "run_command", values)
+        assert finished(kube_stack, http, printed)["status"] == "succeeded"
+        assert "t=****" in log_text(kube_stack, http, printed)
+        runs = [
+            run
+            for entity in (graph["environment"], graph["cluster"])
+            for run in http.get("/api/v1/runs", params={"entity": entity["id"]}).json()["items"]
+        ]
+        assert len(runs) >= 3
+        for run in runs:
+            stored = json.dumps(http.get(f"/api/v1/runs/{run['id']}").json())
+            logged = log_text(kube_stack, http, run)
+            for value in (password, TOKEN):
+                assert value not in stored and value not in logged
+    objects = cluster.call(lambda: [json.dumps(o.raw) for o in cluster.emulator.objects.values()])
+    assert not [o for o in objects if TOKEN in o]
+    assert [o for o in objects if password in o] == [json.dumps(secret)]
+    assert TOKEN not in kube_stack.log("worker")
+    # It is what the worker signed in with.
+    sent = cluster.call(lambda: {r.headers.get("Authorization") for r in list(cluster.emulator)})
+    assert f"Bearer {TOKEN}" in sent
 
 
 def test_a_failed_rollout_fails_the_deploy_and_reapplies_the_previous_release(

@@ -149,8 +149,18 @@ def _cluster() -> EntityKind:
         plural="clusters",
         fields=ClusterFields,
         name_type=Slug,
-        tasks={"verify": "cluster_verify"},
-        operations={"verify": OperationType("verify", "Verify", steps=("verify",))},
+        tasks={"verify": "cluster_verify", "credentials": "cluster_credentials"},
+        operations={
+            "verify": OperationType(
+                "verify",
+                "Verify",
+                steps=("verify",),
+                reads=("credentials",),
+                description="Checks the server answers and what Aegir may do; a token sent "
+                "here is kept (encrypted) for every task on the cluster.",
+            )
+        },
+        credentials="credentials",
         description="A Kubernetes cluster that environments run on.",
     )
 

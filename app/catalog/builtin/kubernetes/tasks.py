@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, HttpUrl, StringConstraints
 
 from app.catalog.builtin.kubernetes.fields import (
+    ClusterToken,
     EnvironmentName,
     EnvName,
     EnvValue,
@@ -28,6 +29,14 @@ CommandArgument = Annotated[
     StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$"),
     Field(description="One argument, passed as it is (no shell)."),
 ]
+
+
+class CredentialsFields(TaskFields):
+    token: ClusterToken | None = Field(
+        default=None,
+        description="The service account's bearer token (encrypted at rest, never shown, "
+        "masked in logs); kept until you send another.",
+    )
 
 
 class ClusterVerifyOutputs(TaskFields):
@@ -157,6 +166,13 @@ def _task(
 
 
 TASKS = (
+    _task(
+        "cluster_credentials",
+        "Credentials",
+        "What Aegir signs in to the cluster with: read by every task on it, never run.",
+        fields=CredentialsFields,
+        safe_to_rerun=True,
+    ),
     _task(
         "cluster_verify",
         "Verify cluster",
