@@ -147,7 +147,9 @@ class OnSuccess:
     """What a succeeded run changes in the entity graph, in the transaction that records it.
 
     ``state``: the entity's new state. ``repoint``: (reference role, task key, field): the
-    reference now names the entity that field names. ``copy_to``: (task key, field): a
+    reference now names the entity that field names; ``repoint_output``: the same, read
+    from the task's outputs (what the back-end says it applied: a rollback's release).
+    ``copy_to``: (task key, field): a
     copy of the entity (fields, references, state, task values) is created under that
     name; the tasks in ``fresh`` start with no values on the copy, except what ``carry``
     sets: pairs of ("task.field" on the copy, "task.field" here).
@@ -155,6 +157,7 @@ class OnSuccess:
 
     state: str | None = None
     repoint: tuple[str, str, str] | None = None
+    repoint_output: tuple[str, str, str] | None = None
     copy_to: tuple[str, str] | None = None
     fresh: tuple[str, ...] = ()
     carry: tuple[tuple[str, str], ...] = ()

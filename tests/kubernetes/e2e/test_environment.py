@@ -116,6 +116,22 @@ def test_deploy_rolls_out_the_release_and_repoints_the_environment(
     assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-2"
 
 
+def test_rollback_reapplies_the_replaced_release_and_repoints_the_environment(
+    kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
+) -> None:
+    with kube_stack.client() as http:
+        run = trigger(kube_stack, http, graph["environment"], "rollback", {})
+        end = finished(kube_stack, http, run)
+        assert end["status"] == "succeeded", log_text(kube_stack, http, run)
+        assert image(cluster) == graph["shop-1"]["fields"]["image"]
+        assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-1"
+        # A second rollback undoes the first, as `kubectl rollout undo` does.
+        run = trigger(kube_stack, http, graph["environment"], "rollback", {})
+        assert finished(kube_stack, http, run)["status"] == "succeeded"
+    assert image(cluster) == graph["shop-2"]["fields"]["image"]
+    assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-2"
+
+
 def test_a_jobs_lines_arrive_on_the_websocket_in_order_with_its_exit_code(
     kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
 ) -> None:

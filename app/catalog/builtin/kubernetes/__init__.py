@@ -71,9 +71,11 @@ ENVIRONMENT_OPERATIONS = (
     OperationType(
         "rollback",
         "Roll back",
+        # No ``reads``: it needs the deploy's outputs, not its values (a promoted
+        # environment has none to validate); every task's outputs reach the executor.
         steps=("rollback",),
-        reads=("deploy",),
         requires_state=LIVE,
+        on_success=OnSuccess(repoint_output=("release", "rollback", "release")),
         description="Re-applies the release the last deploy replaced, image and configuration.",
     ),
     OperationType(
@@ -81,6 +83,7 @@ ENVIRONMENT_OPERATIONS = (
         "Promote",
         steps=("deploy_backup", "promote"),
         requires_state=LIVE,
+        on_success=OnSuccess(repoint_output=("release", "promote", "release")),
         description="Deploys what another environment runs, without a rebuild.",
     ),
     OperationType("scale", "Scale", steps=("scale",), requires_state=("enabled",)),

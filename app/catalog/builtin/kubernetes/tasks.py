@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, HttpUrl, StringConstraints
 
@@ -76,8 +76,23 @@ class DeployFields(TaskFields):
     )
 
 
+HISTORY = 20  # deploys kept in ``DeployOutputs.history``
+
+
+class Deployed(BaseModel):
+    """One release applied to an environment, by a deploy, a rollback or a promote."""
+
+    at: datetime
+    by: Literal["deploy", "rollback", "promote"]
+    release: Slug
+    image: ImageDigest
+    run: str = Field(max_length=36)
+
+
 class DeployOutputs(TaskFields):
-    """What a deploy applied and what it replaced: a rollback's whole input."""
+    """What a deploy (a rollback, a promote) applied and what it replaced: a rollback's
+    whole input; the newest of the three tasks' outputs (``applied_at``) is the current.
+    ``history``: the environment's last deploys, newest first, whichever task ran them."""
 
     release: Slug | None = None
     image: ImageDigest | None = None
@@ -85,6 +100,8 @@ class DeployOutputs(TaskFields):
     previous_release: Slug | None = None
     previous_image: ImageDigest | None = None
     previous_env: dict[EnvName, EnvValue] | None = None
+    applied_at: datetime | None = None
+    history: list[Deployed] = Field(default=[], max_length=HISTORY)
 
 
 class PromoteFields(TaskFields):
@@ -245,6 +262,7 @@ TASKS = (
         "environment_rollback",
         "Roll back",
         "Re-applies the previous release, its image and its configuration.",
+        outputs=DeployOutputs,
         timeout=timedelta(minutes=15),
     ),
     _task(
