@@ -256,10 +256,36 @@ class EntityKind:
     # What Ansible roles see of it; ``None``: its tasks run on the control machine with
     # the ``aegir`` block only.
     ansible: AnsibleHosting | None = None
+    # What its page shows of the outputs its back-end wrote back (replicas observed).
+    summaries: tuple[Summary, ...] = ()
     # A task key whose values (secrets among them) go with the entity to executors
     # wherever it is referenced, as ``EntityInput.credentials``: a cluster's token.
     # Entity fields have no encrypted form; task values do.
     credentials: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A value an entity's page shows from its tasks' outputs: of the ``sources``
+    ((task key, output field) pairs) that hold one, the newest by the ISO time in the same
+    task's ``at`` output (without ``at``: the first found). A list of objects is a table
+    of ``columns`` (stored JSON may not keep its keys' order: PostgreSQL's does not).
+    """
+
+    label: str
+    sources: tuple[tuple[str, str], ...]
+    at: str | None = None
+    columns: tuple[str, ...] = ()
+
+    def value(self, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
+        found = [
+            (str(task.get(self.at) or "") if self.at else "", task[field])
+            for key, field in self.sources
+            if field in (task := outputs.get(key, {}))
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda pair: pair[0])[1] if self.at else found[0][1]
 
 
 class EntityFields(BaseModel):

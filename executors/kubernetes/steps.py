@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.catalog.builtin.kubernetes import RELEASE_TASKS
 from app.catalog.builtin.kubernetes.fields import ProjectFields
 from app.catalog.builtin.kubernetes.tasks import (
     HISTORY,
@@ -135,6 +136,7 @@ async def _observe(step: Step) -> int | None:
     ready = int((found.get("status") or {}).get("readyReplicas", 0))
     await step.emit.log("system", f"{manifests.APP}: {ready} ready replicas")
     await step.emit.output("ready_replicas", ready)
+    await step.emit.output("observed_at", datetime.now(UTC).isoformat())
     return ready
 
 
@@ -167,9 +169,6 @@ def _same_project(entity: EntityInput, release: EntityInput) -> None:
     project = entity.reference("project").name
     if release.reference("project").name != project:
         raise InvalidInput(f"release {release.name} is not a release of project {project}")
-
-
-RELEASE_TASKS = ("deploy", "rollback", "promote")
 
 
 def _latest(step: Step) -> DeployOutputs:

@@ -128,6 +128,7 @@ async def test_scale_sets_the_replicas_and_reports_those_ready(
 ) -> None:
     code, log = await run(contexts, contexts.make("scale", values={"scale": {"replicas": 4}}))
     assert code == 0
+    assert log.outputs.pop("observed_at")  # which of verify and scale saw it last
     assert log.outputs == {"ready_replicas": 4}
 
 

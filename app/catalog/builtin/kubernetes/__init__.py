@@ -19,7 +19,14 @@ from app.catalog.builtin.kubernetes.fields import (
 from app.catalog.builtin.kubernetes.tasks import TASKS, LoginResult, LogsResult
 from app.catalog.fields import Slug
 from app.catalog.registry import Catalog
-from app.catalog.types import ActionType, EntityKind, OnSuccess, OperationType, Reference
+from app.catalog.types import (
+    ActionType,
+    EntityKind,
+    OnSuccess,
+    OperationType,
+    Reference,
+    Summary,
+)
 
 __all__ = ["register"]
 
@@ -145,6 +152,26 @@ ENVIRONMENT_ACTIONS = (
 )
 
 
+RELEASE_TASKS = ("deploy", "rollback", "promote")
+
+# The environment's page: what its last verify or scale saw, what runs, what ran before.
+ENVIRONMENT_SUMMARIES = (
+    Summary(
+        "Ready replicas (last observed)",
+        (("verify", "ready_replicas"), ("scale", "ready_replicas")),
+        at="observed_at",
+    ),
+    Summary("Release applied", tuple((key, "release") for key in RELEASE_TASKS), at="applied_at"),
+    Summary("Image applied", tuple((key, "image") for key in RELEASE_TASKS), at="applied_at"),
+    Summary(
+        "Deploys",
+        tuple((key, "history") for key in RELEASE_TASKS),
+        at="applied_at",
+        columns=("at", "by", "release", "image", "run"),
+    ),
+)
+
+
 def _cluster() -> EntityKind:
     return EntityKind(
         name="cluster",
@@ -208,6 +235,7 @@ def _environment() -> EntityKind:
         tasks=dict(ENVIRONMENT_TASKS),
         operations={op.name: op for op in ENVIRONMENT_OPERATIONS},
         actions={action.name: action for action in ENVIRONMENT_ACTIONS},
+        summaries=ENVIRONMENT_SUMMARIES,
         description="A release of a project running on a cluster: dev, stage, prod.",
     )
 

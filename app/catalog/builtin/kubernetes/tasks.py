@@ -116,6 +116,7 @@ class ScaleFields(TaskFields):
 
 class ObservedOutputs(TaskFields):
     ready_replicas: int | None = None
+    observed_at: datetime | None = None
 
 
 class BackupFields(TaskFields):
