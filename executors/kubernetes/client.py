@@ -55,6 +55,7 @@ RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("/api/v1", "configmaps"),
     "Service": Resource("/api/v1", "services"),
     "PersistentVolumeClaim": Resource("/api/v1", "persistentvolumeclaims"),
+    "PersistentVolume": Resource("/api/v1", "persistentvolumes", namespaced=False),
     "Pod": Resource("/api/v1", "pods"),
     "Event": Resource("/api/v1", "events"),
     "Deployment": Resource("/apis/apps/v1", "deployments"),
@@ -248,6 +249,16 @@ class Kube:
                 return False
             raise
         return True
+
+    async def merge_patch(
+        self, kind: str, name: str, patch: Object, namespace: str | None = None
+    ) -> Object:
+        """A JSON merge patch: for fields of objects Aegir did not make (a provisioned
+        volume's reclaim policy), where an apply would claim them as its own."""
+        path = RESOURCES[kind].path(namespace, name)
+        return await self.request(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
 
     async def create(self, manifest: Object) -> Object:
         meta = manifest.get("metadata", {})

@@ -197,3 +197,30 @@ def test_backup_writes_the_archive_path_that_restore_reads(
 
 def _operation(graph: dict[str, dict[str, Any]], op: str) -> str:
     return str(next(o["id"] for o in graph["environment"]["operations"] if o["type"] == op))
+
+
+def test_delete_keeps_the_backups_and_a_new_install_restores_from_them(
+    kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
+) -> None:
+    with kube_stack.client() as http:
+        run = trigger(kube_stack, http, graph["environment"], "delete", {})
+        assert finished(kube_stack, http, run)["status"] == "succeeded"
+        assert environment(kube_stack, graph)["state"] == "deleted"
+        op = http.get(f"/api/v1/operations/{_operation(graph, 'restore')}").json()
+        archive = next(t for t in op["tasks"] if t["key"] == "backup_archive")["outputs"]
+
+        def phase() -> str | None:
+            kept = cluster.stored("v1/persistentvolumes", archive["volume"], None)
+            return None if kept is None else (kept.get("status") or {}).get("phase")
+
+        # Its claim went with the namespace; the volume stays, with the archives.
+        wait_for(lambda: phase() == "Released", "the backups' volume to be released")
+        for op_name in ("install", "restore"):
+            run = trigger(kube_stack, http, graph["environment"], op_name, {})
+            end = finished(kube_stack, http, run)
+            assert end["status"] == "succeeded", log_text(kube_stack, http, run)
+        text = log_text(kube_stack, http, run)
+    assert f"the archives kept on volume {archive['volume']} again" in text
+    assert f"restoring {archive['path']}" in text
+    claim = cluster.stored("v1/persistentvolumeclaims", "backups", NS)
+    assert claim["spec"]["volumeName"] == archive["volume"]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, HttpUrl, StringConstraints
 
 from app.catalog.builtin.kubernetes.fields import (
     ClusterToken,
+    DnsSubdomain,
     EnvironmentName,
     EnvName,
     EnvValue,
@@ -130,6 +131,8 @@ class BackupFields(TaskFields):
 
 class BackupOutputs(TaskFields):
     path: SafeRelativePath | None = None
+    # The PersistentVolume the archives are on: kept when the namespace is deleted.
+    volume: DnsSubdomain | None = None
     size_bytes: int | None = None
     taken_at: datetime | None = None
 
