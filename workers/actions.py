@@ -10,7 +10,7 @@ from typing import Any
 
 from app.catalog.inputs import InvalidInput
 from app.db import session_scope
-from app.dispatch.executor_input import entity_data, task_data, typed_input
+from app.dispatch.executor_input import add_credentials, entity_data, task_data, typed_input
 from app.entities.task import repository as task_instances
 from executors import executor_for
 from executors.ansible.direct import preload
@@ -49,6 +49,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         known = [each for each in every if each.type in catalog.tasks]
         tasks, secrets = task_data(catalog, state.box, known)
         entity = await entity_data(session, uuid.UUID(payload["entity_id"]))
+        secrets += await add_credentials(session, catalog, state.box, [entity])
     task_type = catalog.tasks[task.type]
     emitter = CollectingEmitter(secrets)
     try:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
-from app.dispatch.executor_input import entity_data, task_data
+from app.dispatch.executor_input import add_credentials, entity_data, task_data
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.operation import repository as operations
@@ -123,13 +123,16 @@ async def _plan(
     for key in op_type.on_failure:
         tasks.setdefault(key, {"type": kind.tasks[key], "values": {}, "outputs": {}})
     await _resolve_references(session, catalog, entity, tasks)
+    plain = await entity_data(session, run.entity_id)
+    named = [ref for task in tasks.values() for ref in task["refs"].values()]
+    secrets += await add_credentials(session, catalog, box, [plain, *named])
     last_seq = await runs.last_seq(session, run_id)
     return Claim(
         run_id=run_id,
         attempt=attempt,
         first_seq=last_seq + 1,
         steps=steps,
-        entity=await entity_data(session, run.entity_id),
+        entity=plain,
         tasks=tasks,
         secrets=secrets,
     )

@@ -36,6 +36,9 @@ class EntityInput:
     state: str | None
     fields: EntityFields
     references: Mapping[str, EntityInput] = field(default_factory=dict)
+    # The values of the kind's ``credentials`` task (secrets as ``SecretStr``); never in
+    # ``plain()``: only the back-end that connects with them reads them.
+    credentials: TaskFields | None = None
 
     def fields_as(self, model: type[F]) -> F:
         """``fields`` as the model its kind declares; a builder of another kind is a bug."""

@@ -147,7 +147,9 @@ class OnSuccess:
     """What a succeeded run changes in the entity graph, in the transaction that records it.
 
     ``state``: the entity's new state. ``repoint``: (reference role, task key, field): the
-    reference now names the entity that field names. ``copy_to``: (task key, field): a
+    reference now names the entity that field names; ``repoint_output``: the same, read
+    from the task's outputs (what the back-end says it applied: a rollback's release).
+    ``copy_to``: (task key, field): a
     copy of the entity (fields, references, state, task values) is created under that
     name; the tasks in ``fresh`` start with no values on the copy, except what ``carry``
     sets: pairs of ("task.field" on the copy, "task.field" here).
@@ -155,6 +157,7 @@ class OnSuccess:
 
     state: str | None = None
     repoint: tuple[str, str, str] | None = None
+    repoint_output: tuple[str, str, str] | None = None
     copy_to: tuple[str, str] | None = None
     fresh: tuple[str, ...] = ()
     carry: tuple[tuple[str, str], ...] = ()
@@ -253,6 +256,36 @@ class EntityKind:
     # What Ansible roles see of it; ``None``: its tasks run on the control machine with
     # the ``aegir`` block only.
     ansible: AnsibleHosting | None = None
+    # What its page shows of the outputs its back-end wrote back (replicas observed).
+    summaries: tuple[Summary, ...] = ()
+    # A task key whose values (secrets among them) go with the entity to executors
+    # wherever it is referenced, as ``EntityInput.credentials``: a cluster's token.
+    # Entity fields have no encrypted form; task values do.
+    credentials: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A value an entity's page shows from its tasks' outputs: of the ``sources``
+    ((task key, output field) pairs) that hold one, the newest by the ISO time in the same
+    task's ``at`` output (without ``at``: the first found). A list of objects is a table
+    of ``columns`` (stored JSON may not keep its keys' order: PostgreSQL's does not).
+    """
+
+    label: str
+    sources: tuple[tuple[str, str], ...]
+    at: str | None = None
+    columns: tuple[str, ...] = ()
+
+    def value(self, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
+        found = [
+            (str(task.get(self.at) or "") if self.at else "", task[field])
+            for key, field in self.sources
+            if field in (task := outputs.get(key, {}))
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda pair: pair[0])[1] if self.at else found[0][1]
 
 
 class EntityFields(BaseModel):

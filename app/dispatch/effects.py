@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
+from app.catalog.types import EntityKind
 from app.dispatch.audit import record
 from app.dispatch.entities import missing_graph
 from app.entities.entity import repository as entities
@@ -31,7 +32,12 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
     if kind is None or op_type is None:
         return
     effects = op_type.on_success
-    if effects.state is None and effects.repoint is None and effects.copy_to is None:
+    if (
+        effects.state is None
+        and effects.repoint is None
+        and effects.repoint_output is None
+        and effects.copy_to is None
+    ):
         return
     tasks = {task.key: task for task in await task_instances.of_entity(session, entity.id)}
     if effects.state is not None:
@@ -53,6 +59,8 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
             record(session, run.requested_by or "aegir", "entity.updated", target_kind=entity.kind,
                    target_id=entity.id, team_id=entity.team_id,
                    changed=f"references.{role}", run=str(run.id))  # fmt: skip
+    if effects.repoint_output is not None:
+        await _repoint_output(session, kind, entity, tasks, effects.repoint_output, run)
     if effects.copy_to is not None:
         key, field = effects.copy_to
         name = tasks[key].values.get(field)
@@ -96,4 +104,29 @@ async def _copy(
     await session.flush()
     record(session, run.requested_by or "aegir", "entity.created", target_kind=copy.kind,
            target_id=copy.id, team_id=copy.team_id, name=name, copy_of=source.name,
+           run=str(run.id))  # fmt: skip
+
+
+async def _repoint_output(
+    session: AsyncSession,
+    kind: EntityKind,
+    entity: Entity,
+    tasks: dict[str, TaskInstance],
+    repoint: tuple[str, str, str],
+    run: Run,
+) -> None:
+    """The reference ``role`` now names the entity a task's output names (what the run
+    applied, known only once it ran: a rollback's release)."""
+    role, key, field = repoint
+    name = tasks[key].outputs.get(field) if key in tasks else None
+    if not isinstance(name, str):
+        return
+    target = await entities.id_in_team(session, kind.references[role].kind, name, entity.team_id)
+    if target is None:
+        return
+    for reference in entity.references:
+        if reference.role == role:
+            reference.target_id = target
+    record(session, run.requested_by or "aegir", "entity.updated", target_kind=entity.kind,
+           target_id=entity.id, team_id=entity.team_id, changed=f"references.{role}",
            run=str(run.id))  # fmt: skip

@@ -8,7 +8,7 @@ into the catalogue's models just before each task runs.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from app.catalog.types import TaskFields, TaskType
 from app.dispatch.task_values import opened_form
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
+from app.entities.task import repository as task_instances
 from app.entities.task.models import TaskInstance
 from app.security.crypto import SecretBox
 
@@ -63,6 +64,28 @@ async def entity_data(
         else:
             references[ref.role] = plain(ref.target, {})
     return plain(entity, references)
+
+
+async def add_credentials(
+    session: AsyncSession, catalog: Catalog, box: SecretBox, graphs: Iterable[dict[str, Any]]
+) -> tuple[str, ...]:
+    """Give each entity of these plain graphs whose kind keeps credentials (a cluster's
+    token) that task's values, in clear, as ``credentials``; answer the secrets to mask.
+
+    They live in a task because task values are encrypted at rest and entity fields are
+    not; an environment's run needs its cluster's, so they follow the references.
+    """
+    secrets: list[str] = []
+    for graph in graphs:
+        kind = catalog.kinds.get(graph["kind"])
+        if kind is not None and kind.credentials is not None:
+            task = await task_instances.by_key(session, uuid.UUID(graph["id"]), kind.credentials)
+            if task is not None and task.type in catalog.tasks:
+                values, found = task_data(catalog, box, [task])
+                graph["credentials"] = values[task.key]["values"]
+                secrets += found
+        secrets += await add_credentials(session, catalog, box, graph["references"].values())
+    return tuple(secrets)
 
 
 def plain(entity: Entity, references: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +140,10 @@ def _entity_input(catalog: Catalog, plain: Mapping[str, Any]) -> EntityInput:
     except ValidationError as error:
         name = f"{kind.name} {plain['name']}"
         raise InvalidInput(f"the fields of {name} are not valid: {_first(error)}") from None
+    credentials = None
+    if kind.credentials is not None and "credentials" in plain:
+        model = catalog.tasks[kind.tasks[kind.credentials]].fields
+        credentials = _valid(model, plain["credentials"])
     return EntityInput(
         id=plain["id"],
         kind=kind,
@@ -125,6 +152,7 @@ def _entity_input(catalog: Catalog, plain: Mapping[str, Any]) -> EntityInput:
         state=plain["state"],
         fields=fields,
         references={role: _entity_input(catalog, ref) for role, ref in plain["references"].items()},
+        credentials=credentials,
     )
 
 

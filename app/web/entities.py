@@ -22,6 +22,7 @@ from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.entity.schemas import EntityUpdate, create_model_for
 from app.entities.run import repository as runs
+from app.entities.task import repository as task_instances
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web import forms
@@ -232,9 +233,22 @@ async def entity_page(
         "history_total": total,
         "labels": {name: op.label for name, op in kind.operations.items()},
         "catalog": catalog,
+        "summaries": await _summaries(session, kind, entity.id),
     }
     template = "entities/_live.html" if _live_fragment(request) else "entities/show.html"
     return render(request, template, context)
+
+
+async def _summaries(
+    session: AsyncSession, kind: EntityKind, entity_id: uuid.UUID
+) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """The kind's ``summaries`` (label, value, columns) from its tasks' outputs."""
+    if not kind.summaries:
+        return []
+    outputs = {
+        task.key: task.outputs for task in await task_instances.of_entity(session, entity_id)
+    }
+    return [(s.label, s.value(outputs), s.columns) for s in kind.summaries]
 
 
 def _live_fragment(request: Request) -> bool:

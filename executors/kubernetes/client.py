@@ -26,6 +26,7 @@ from kubernetes_asyncio.stream.ws_client import (
 )
 
 from app.catalog.builtin.kubernetes.fields import ClusterFields
+from app.catalog.builtin.kubernetes.tasks import CredentialsFields
 from executors.base import ExecutorUnavailable
 
 Object = dict[str, Any]
@@ -54,6 +55,7 @@ RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("/api/v1", "configmaps"),
     "Service": Resource("/api/v1", "services"),
     "PersistentVolumeClaim": Resource("/api/v1", "persistentvolumeclaims"),
+    "PersistentVolume": Resource("/api/v1", "persistentvolumes", namespaced=False),
     "Pod": Resource("/api/v1", "pods"),
     "Event": Resource("/api/v1", "events"),
     "Deployment": Resource("/apis/apps/v1", "deployments"),
@@ -76,15 +78,9 @@ class KubeError(Exception):
         self.message = message
 
 
-def configuration(fields: ClusterFields, ca_dir: Path) -> Configuration:
+def configuration(fields: ClusterFields, token: str, ca_dir: Path) -> Configuration:
     """The client's configuration: the API URL, the CA (a file in ``ca_dir``), the token."""
     config = Configuration(host=str(fields.api_url).rstrip("/"))
-    try:
-        token = Path(fields.token_file).read_text().strip()
-    except OSError as error:
-        raise ExecutorUnavailable(
-            f"cannot read the cluster's token file {fields.token_file}: {error.strerror}"
-        ) from None
     config.api_key = {"BearerToken": token}
     config.api_key_prefix = {"BearerToken": "Bearer"}
     if fields.ca_certificate is not None:
@@ -94,11 +90,27 @@ def configuration(fields: ClusterFields, ca_dir: Path) -> Configuration:
     return config
 
 
+def bearer_token(fields: ClusterFields, credentials: CredentialsFields | None) -> str:
+    """The saved token; else the file named (read at each task: the kubelet renews it)."""
+    if credentials is not None and credentials.token is not None:
+        return credentials.token.get_secret_value()
+    if fields.token_file is None:
+        raise ExecutorUnavailable(
+            "the cluster has no token: send one in its verify run (credentials.token)"
+        )
+    try:
+        return Path(fields.token_file).read_text().strip()
+    except OSError as error:
+        raise ExecutorUnavailable(
+            f"cannot read the cluster's token file {fields.token_file}: {error.strerror}"
+        ) from None
+
+
 @contextlib.asynccontextmanager
-async def connect(fields: ClusterFields) -> AsyncIterator[Kube]:
+async def connect(fields: ClusterFields, token: str) -> AsyncIterator[Kube]:
     """A client of the cluster for the length of one task."""
     with tempfile.TemporaryDirectory(prefix="aegir-kube-") as ca_dir:
-        config = configuration(fields, Path(ca_dir))
+        config = configuration(fields, token, Path(ca_dir))
         async with ApiClient(config) as api:
             yield Kube(api, config)
 
@@ -237,6 +249,16 @@ class Kube:
                 return False
             raise
         return True
+
+    async def merge_patch(
+        self, kind: str, name: str, patch: Object, namespace: str | None = None
+    ) -> Object:
+        """A JSON merge patch: for fields of objects Aegir did not make (a provisioned
+        volume's reclaim policy), where an apply would claim them as its own."""
+        path = RESOURCES[kind].path(namespace, name)
+        return await self.request(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
 
     async def create(self, manifest: Object) -> Object:
         meta = manifest.get("metadata", {})

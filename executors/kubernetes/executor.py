@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 
 from app.catalog.builtin.kubernetes.fields import ClusterFields
-from app.catalog.inputs import InvalidInput
+from app.catalog.builtin.kubernetes.tasks import CredentialsFields
+from app.catalog.inputs import EntityInput, InvalidInput
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, ExecutorUnavailable, TaskContext
 from executors.kubernetes.access import ACCESS_STEPS
 from executors.kubernetes.backups import BACKUP_STEPS
 from executors.kubernetes.checks import CHECK_STEPS
-from executors.kubernetes.client import KubeError, connect
+from executors.kubernetes.client import Kube, KubeError, bearer_token, connect
 from executors.kubernetes.steps import STEPS, Step, StepFunction
 
 ALL_STEPS = STEPS | BACKUP_STEPS | ACCESS_STEPS | CHECK_STEPS
@@ -26,14 +28,22 @@ ALL_STEPS = STEPS | BACKUP_STEPS | ACCESS_STEPS | CHECK_STEPS
 SLACK = 5.0
 
 
-def cluster_of(context: TaskContext) -> ClusterFields:
+def cluster_of(context: TaskContext) -> EntityInput:
     """The entity itself (a cluster), the cluster a task names (a release's verify), or the
     one the entity references (an environment)."""
     entity = context.entity
     if entity.kind.name == "cluster":
-        return entity.fields_as(ClusterFields)
+        return entity
     named = context.tasks[context.key].refs.get("cluster")
-    return (named or entity.reference("cluster")).fields_as(ClusterFields)
+    return named or entity.reference("cluster")
+
+
+def _connect(context: TaskContext) -> AbstractAsyncContextManager[Kube]:
+    cluster = cluster_of(context)
+    fields = cluster.fields_as(ClusterFields)
+    credentials = cluster.credentials
+    assert credentials is None or isinstance(credentials, CredentialsFields)
+    return connect(fields, bearer_token(fields, credentials))
 
 
 class KubernetesExecutor:
@@ -47,7 +57,7 @@ class KubernetesExecutor:
         if function is None:
             raise ExecutorUnavailable(f"the Kubernetes step {self.step} is not built yet")
         try:
-            async with connect(cluster_of(context)) as kube:
+            async with _connect(context) as kube:
                 step = Step(context, kube, emit, cancel)
                 return await _supervise(function, step)
         except InvalidInput as error:

@@ -250,6 +250,17 @@ def files_claim(spec: EnvironmentSpec, name: str = FILES) -> Manifest:
     }
 
 
+def backups_claim(spec: EnvironmentSpec, volume: Manifest | None = None) -> Manifest:
+    """The backup archives' claim; bound to ``volume`` (a PersistentVolume kept from an
+    earlier install of the environment) when there is one."""
+    claim = files_claim(spec, BACKUPS)
+    if volume is not None:
+        claim["spec"]["volumeName"] = volume["metadata"]["name"]
+        # A claim binds only a volume of its own class ("" for a volume of none).
+        claim["spec"]["storageClassName"] = volume["spec"].get("storageClassName", "")
+    return claim
+
+
 def application_env(spec: EnvironmentSpec) -> list[dict[str, Any]]:
     """The project's variables, then the database's (its password from the Secret)."""
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]

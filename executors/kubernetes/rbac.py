@@ -15,6 +15,8 @@ NEEDED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "configmaps", ("get", "list", "create", "patch", "delete")),
     ("", "services", ("get", "list", "create", "patch", "delete")),
     ("", "persistentvolumeclaims", ("get", "list", "create", "patch")),
+    # Backups: their volume is kept (Retain) when the namespace goes, and bound again.
+    ("", "persistentvolumes", ("get", "list", "patch")),
     ("", "pods", ("get", "list", "watch")),
     ("", "pods/log", ("get",)),
     ("", "pods/exec", ("create", "get")),

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from app.catalog.builtin.kubernetes import RELEASE_TASKS
 from app.catalog.builtin.kubernetes.fields import ProjectFields
 from app.catalog.builtin.kubernetes.tasks import (
+    HISTORY,
     DatabaseFields,
+    Deployed,
     DeployFields,
     DeployOutputs,
     InstallFields,
@@ -132,6 +136,7 @@ async def _observe(step: Step) -> int | None:
     ready = int((found.get("status") or {}).get("readyReplicas", 0))
     await step.emit.log("system", f"{manifests.APP}: {ready} ready replicas")
     await step.emit.output("ready_replicas", ready)
+    await step.emit.output("observed_at", datetime.now(UTC).isoformat())
     return ready
 
 
@@ -149,9 +154,7 @@ async def _deploy(step: Step, release: EntityInput) -> int:
     entity = step.context.entity
     _same_project(entity, release)
     current = entity.reference("release")
-    stored = step.context.view.outputs_of("deploy", DeployOutputs)
-    project_env = entity.reference("project").fields_as(ProjectFields).env
-    previous = step.spec(env=stored.env if stored.env is not None else project_env)
+    previous = _current(step)
     target = step.spec(release=release)
     await step.emit.log("system", f"deploying release {release.name} ({target.image})")
     if await _roll_out(step, target) == 0:
@@ -168,37 +171,79 @@ def _same_project(entity: EntityInput, release: EntityInput) -> None:
         raise InvalidInput(f"release {release.name} is not a release of project {project}")
 
 
+def _latest(step: Step) -> DeployOutputs:
+    """What the newest deploy, rollback or promote applied (empty if none has run)."""
+    view = step.context.view
+    found = [view.outputs_of(key, DeployOutputs) for key in RELEASE_TASKS if key in view.tasks]
+    never = datetime.min.replace(tzinfo=UTC)
+    return max(found, key=lambda outputs: outputs.applied_at or never, default=DeployOutputs())
+
+
+def _current(step: Step) -> EnvironmentSpec:
+    """The environment as it runs now: its release, with the variables last applied."""
+    stored = _latest(step)
+    project_env = step.context.entity.reference("project").fields_as(ProjectFields).env
+    return step.spec(env=stored.env if stored.env is not None else project_env)
+
+
 async def _deployed(step: Step, target: EnvironmentSpec, previous: EnvironmentSpec) -> None:
-    """Write what was applied and what it replaced: a rollback's whole input."""
-    outputs = {
+    """Write what was applied and what it replaced (a rollback's whole input), and the
+    environment's history of deploys with this one first."""
+    entry = Deployed(
+        at=datetime.now(UTC), by=step.context.key, release=target.release,
+        image=target.image, run=step.context.run_id,
+    )  # fmt: skip
+    history = [e.model_dump(mode="json") for e in [entry, *_history(step)][:HISTORY]]
+    outputs: dict[str, Any] = {
         "release": target.release,
         "image": target.image,
         "env": target.env,
         "previous_release": previous.release,
         "previous_image": previous.image,
         "previous_env": previous.env,
+        "applied_at": history[0]["at"],
+        "history": history,
     }
     for name, value in outputs.items():
         await step.emit.output(name, value)
 
 
+def _history(step: Step) -> list[Deployed]:
+    """The deploys the three tasks know of, newest first, each once."""
+    view = step.context.view
+    known = {
+        entry.run: entry
+        for key in RELEASE_TASKS
+        if key in view.tasks
+        for entry in view.outputs_of(key, DeployOutputs).history
+    }
+    return sorted(known.values(), key=lambda entry: entry.at, reverse=True)
+
+
 async def rollback(step: Step) -> int:
-    """Re-apply the release the last deploy replaced: its image and its variables."""
-    stored = step.context.view.outputs_of("deploy", DeployOutputs)
+    """Re-apply the release the last deploy replaced: its image and its variables.
+
+    The last deploy is the newest of deploy, rollback and promote: a second rollback
+    goes back to what the first replaced, as ``kubectl rollout undo`` does.
+    """
+    stored = _latest(step)
     if stored.previous_image is None or stored.previous_release is None:
         await step.emit.log("system", "no deploy to roll back: the deploy task has no outputs")
         return 1
-    spec = step.spec()
+    current = _current(step)
     target = EnvironmentSpec.model_validate(
         {
-            **spec.model_dump(),
+            **current.model_dump(),
             "release": stored.previous_release,
             "image": stored.previous_image,
-            "env": stored.previous_env if stored.previous_env is not None else spec.env,
+            "env": stored.previous_env if stored.previous_env is not None else current.env,
         }
     )
     await step.emit.log("system", f"rolling back to release {target.release} ({target.image})")
-    return await _roll_out(step, target)
+    if await _roll_out(step, target) != 0:
+        return 1
+    await _deployed(step, target, current)
+    return 0
 
 
 async def install(step: Step) -> int:

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kmock
 import pytest
+from fastapi import FastAPI
 
 from app.catalog.registry import Catalog, build_catalog
 from app.dispatch.executor_input import typed_input
 from executors import executor_for
 from executors.base import TaskContext
+from tests.catalog.samples import entity
+from tests.fixtures.accounts import PASSWORD, Account
 from tests.fixtures.kmock import Emulator, serve
 from tests.fixtures.kmock_controller import Controller, controlling
 from tests.kubernetes.samples import environment
 
 RUN_ID = "0b7c6a52-5f0e-4d7b-9a63-3f1b5c2d9e10"
+TOKEN = "a-service-account-token"
+
+
+@pytest.fixture
+async def dashboard(app: FastAPI, account: Account) -> AsyncIterator[httpx.AsyncClient]:
+    """The dashboard as the ``client`` fixture's user sees it: signed in through /login."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
+        form = await http.get("/login")
+        found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert found, "the sign-in page carries a CSRF token"
+        data = {"username": account.username, "password": PASSWORD, "csrf_token": found[1]}
+        assert (await http.post("/login", data=data)).status_code == 303
+        yield http
 
 
 @pytest.fixture
@@ -37,7 +56,7 @@ async def controller(emulator: Emulator) -> AsyncIterator[Controller]:
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token"
-    path.write_text("a-service-account-token\n")
+    path.write_text("a-token-in-a-file\n")
     path.chmod(0o600)
     return path
 
@@ -65,9 +84,16 @@ class Contexts:
 
     catalog: Catalog
     cluster: dict[str, Any]
+    # The cluster's credentials task, as a worker's claim carries it (``add_credentials``).
+    credentials: dict[str, Any] = field(default_factory=lambda: {"token": TOKEN})
 
     def plain(self, fields: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-        return environment(fields, cluster_fields=self.cluster, **kwargs)
+        plain = environment(fields, cluster_fields=self.cluster, **kwargs)
+        plain["references"]["cluster"]["credentials"] = self.credentials
+        return plain
+
+    def cluster_entity(self, name: str = "prod-eu") -> dict[str, Any]:
+        return {**entity("cluster", name, self.cluster), "credentials": self.credentials}
 
     def make(
         self,
@@ -94,7 +120,7 @@ class Contexts:
         typed = typed_input(self.catalog, plain, tasks, key)
         secrets = tuple(
             str(v) for task in (values or {}).values() for n, v in task.items() if "password" in n
-        )
+        ) + tuple(str(v) for v in self.credentials.values())
         return TaskContext(
             run_id=RUN_ID, attempt=attempt, key=key, task_type=tasks[key]["type"],
             values=typed.values, entity=typed.entity, tasks=typed.tasks,
@@ -103,9 +129,8 @@ class Contexts:
 
 
 @pytest.fixture
-def contexts(emulator: Emulator, token_file: Path) -> Contexts:
-    cluster = {"api_url": str(emulator.servers[0].url), "token_file": str(token_file)}
-    return Contexts(build_catalog(plugins=False), cluster)
+def contexts(emulator: Emulator) -> Contexts:
+    return Contexts(build_catalog(plugins=False), {"api_url": str(emulator.servers[0].url)})
 
 
 async def until(condition: Callable[[], bool], limit: float = 10) -> None:

@@ -7,13 +7,16 @@ import asyncio
 from pathlib import Path
 
 import kmock
+import pytest
 
-from executors.base import EXIT_CANCELLED
+from executors.base import EXIT_CANCELLED, ExecutorUnavailable
 from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller
-from tests.kubernetes.conftest import NS, Contexts, image_of, run, stored, until
+from tests.kubernetes.conftest import NS, RUN_ID, Contexts, image_of, run, stored, until
 from tests.kubernetes.samples import IMAGE, OLD_IMAGE, project, release
+
+NEW_IMAGE = IMAGE.replace("a" * 64, "e" * 64)
 
 
 async def test_the_application_is_applied_one_line_per_object_and_rolled_out(
@@ -31,7 +34,11 @@ async def test_the_application_is_applied_one_line_per_object_and_rolled_out(
     assert "rollout of app: rolled out: 1 of 1 replicas available" in log.text()
     assert image_of(stored(emulator, "apps/v1/deployments", "app")) == IMAGE
     patches = [
-        r for r in list(emulator) if r.method == kmock.method.PATCH and r.subresource is None
+        r
+        for r in list(emulator)
+        if r.method == kmock.method.PATCH
+        and r.subresource is None
+        and r.headers.get("User-Agent", "").startswith("OpenAPI")  # not the controller's
     ]
     assert {r.params["fieldManager"] for r in patches} == {"aegir"}
     assert {r.headers["Content-Type"] for r in patches} == {"application/apply-patch+yaml"}
@@ -85,10 +92,16 @@ async def test_a_deploy_writes_what_it_applied_and_what_it_replaced(
     code, log = await run(contexts, context)
     assert code == 0, log.text()
     assert image_of(stored(emulator, "apps/v1/deployments", "app")) == OLD_IMAGE
+    applied_at = log.outputs.pop("applied_at")
+    history = log.outputs.pop("history")
     assert log.outputs == {
         "release": "acme-2", "image": OLD_IMAGE, "env": {},
         "previous_release": "acme-1", "previous_image": IMAGE, "previous_env": {},
     }  # fmt: skip
+    assert history == [
+        {"at": applied_at, "by": "deploy", "release": "acme-2", "image": OLD_IMAGE,
+         "run": RUN_ID}
+    ]  # fmt: skip
 
 
 async def test_a_rollback_restores_the_previous_image_and_configuration(
@@ -108,6 +121,37 @@ async def test_a_rollback_restores_the_previous_image_and_configuration(
     assert image_of(deployment) == OLD_IMAGE
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MODE", "value": "old"} in env
+    # What it applied: the environment's release once the run succeeds (OnSuccess).
+    assert (log.outputs["release"], log.outputs["previous_release"]) == ("acme-0", "acme-1")
+    assert [entry["by"] for entry in log.outputs["history"]] == ["rollback"]
+
+
+async def test_rollback_follows_the_newest_of_deploy_promote_and_rollback(
+    contexts: Contexts, emulator: Emulator, controller: Controller
+) -> None:
+    """A promote after a deploy: a rollback undoes the promote, not the deploy."""
+    entry = {"by": "deploy", "release": "acme-0", "image": OLD_IMAGE, "run": "r1"}
+    outputs = {
+        "deploy": {
+            "release": "acme-0", "image": OLD_IMAGE, "previous_release": "acme-9",
+            "previous_image": NEW_IMAGE, "applied_at": "2026-11-01T10:00:00Z",
+            "history": [{**entry, "at": "2026-11-01T10:00:00Z"}],
+        },
+        "promote": {
+            "release": "acme-1", "image": IMAGE, "previous_release": "acme-0",
+            "previous_image": OLD_IMAGE, "applied_at": "2026-11-02T10:00:00Z",
+            "history": [
+                {"by": "promote", "release": "acme-1", "image": IMAGE, "run": "r2",
+                 "at": "2026-11-02T10:00:00Z"},
+                {**entry, "at": "2026-11-01T10:00:00Z"},
+            ],
+        },
+    }  # fmt: skip
+    code, log = await run(contexts, contexts.make("rollback", outputs=outputs))
+    assert code == 0, log.text()
+    assert image_of(stored(emulator, "apps/v1/deployments", "app")) == OLD_IMAGE
+    # Each deploy once, newest first, whichever task's outputs held it.
+    assert [e["run"] for e in log.outputs["history"]] == [RUN_ID, "r2", "r1"]
 
 
 async def test_a_rollout_resumes_its_watch_after_410_gone(
@@ -143,7 +187,7 @@ async def test_verify_cluster_reads_the_version_and_what_aegir_may_do(
     everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
     reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
     emulator[reviews] << {"status": {"resourceRules": [everything]}}
-    plain = entity("cluster", "prod-eu", contexts.cluster)
+    plain = contexts.cluster_entity()
     code, log = await run(contexts, contexts.make("verify", plain))
     assert code == 0, log.text()
     assert log.outputs["server_version"].startswith("v1.")
@@ -157,7 +201,7 @@ async def test_verify_cluster_fails_naming_what_aegir_may_not_do(
                  "verbs": ["get", "list", "watch"]}  # fmt: skip
     reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
     emulator[reviews] << {"status": {"resourceRules": [read_only]}}
-    plain = entity("cluster", "prod-eu", contexts.cluster)
+    plain = contexts.cluster_entity()
     code, log = await run(contexts, contexts.make("verify", plain))
     assert code == 1
     assert "patch apps/deployments" in log.outputs["missing_permissions"]
@@ -170,7 +214,7 @@ async def test_promote_deploys_what_another_environment_runs(
 ) -> None:
     staging = entity(
         "environment", "acme-stage", {"tier": "development"},
-        project=project(), cluster=entity("cluster", "c", contexts.cluster),
+        project=project(), cluster=contexts.cluster_entity("c"),
         release=release("acme-2", OLD_IMAGE),
     )  # fmt: skip
     context = contexts.make(
@@ -182,12 +226,31 @@ async def test_promote_deploys_what_another_environment_runs(
     assert code == 0, log.text()
     assert image_of(stored(emulator, "apps/v1/deployments", "app")) == OLD_IMAGE
     assert log.outputs["previous_release"] == "acme-1"
+    assert log.outputs["release"] == "acme-2"  # the environment's release once it succeeds
+
+
+async def test_without_a_saved_token_the_token_file_is_read(
+    contexts: Contexts, emulator: Emulator, controller: Controller, token_file: Path
+) -> None:
+    """Aegir running in the cluster: the kubelet renews the token in a file."""
+    contexts.credentials = {}
+    contexts.cluster = {**contexts.cluster, "token_file": str(token_file)}
+    code, log = await run(contexts, contexts.make("namespace"))
+    assert code == 0, log.text()
+    ours = [r for r in list(emulator) if r.headers.get("User-Agent", "").startswith("OpenAPI")]
+    assert ours and {r.headers["Authorization"] for r in ours} == {"Bearer a-token-in-a-file"}
+
+
+async def test_a_cluster_without_a_token_says_where_to_give_one(contexts: Contexts) -> None:
+    contexts.credentials = {}
+    with pytest.raises(ExecutorUnavailable, match=r"send one in its verify run"):
+        await run(contexts, contexts.make("namespace"))
 
 
 async def test_an_unreachable_cluster_fails_the_task_with_a_clear_line(
-    contexts: Contexts, token_file: Path
+    contexts: Contexts,
 ) -> None:
-    contexts.cluster = {"api_url": "http://127.0.0.1:9", "token_file": str(token_file)}
+    contexts.cluster = {"api_url": "http://127.0.0.1:9"}
     code, log = await run(contexts, contexts.make("namespace"))
     assert code == 1
     assert "cannot reach the cluster" in log.text()

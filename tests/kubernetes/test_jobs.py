@@ -8,7 +8,6 @@ import asyncio
 import kmock
 
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, TaskContext
-from tests.catalog.samples import entity
 from tests.fixtures.kmock import Emulator
 from tests.fixtures.kmock_controller import Controller, JobPlay
 from tests.kubernetes.conftest import NS, RUN_ID, Contexts, run, stored, until
@@ -129,6 +128,7 @@ async def test_scale_sets_the_replicas_and_reports_those_ready(
 ) -> None:
     code, log = await run(contexts, contexts.make("scale", values={"scale": {"replicas": 4}}))
     assert code == 0
+    assert log.outputs.pop("observed_at")  # which of verify and scale saw it last
     assert log.outputs == {"ready_replicas": 4}
 
 
@@ -249,7 +249,7 @@ async def test_only_production_is_backed_up_before_a_deploy(
 
 
 def release_context(contexts: Contexts) -> TaskContext:
-    cluster = entity("cluster", "prod-eu", contexts.cluster)
+    cluster = contexts.cluster_entity()
     return contexts.make(
         "verify",
         release(),

@@ -27,13 +27,16 @@ from tests.kubernetes.samples import DIGEST, IMAGE, make_kubernetes_graph
 CERT_BODY = base64.b64encode(bytes(range(93))).decode()
 
 
-def test_every_kubernetes_task_runs_a_step_of_the_kubernetes_back_end() -> None:
+def test_every_kubernetes_task_that_runs_has_a_step_of_the_kubernetes_back_end() -> None:
     catalog = build_catalog(plugins=False)
-    for kind in ("cluster", "project", "release", "environment"):
-        for task_type in catalog.kinds[kind].tasks.values():
-            binding = catalog.tasks[task_type].executor
+    for name in ("cluster", "project", "release", "environment"):
+        kind = catalog.kinds[name]
+        run = {key for op in kind.operations.values() for key in op.steps + op.on_failure}
+        run |= {action.task for action in kind.actions.values()}
+        for key in run:
+            binding = catalog.tasks[kind.tasks[key]].executor
             assert isinstance(binding, KubernetesStep)
-            assert binding.step in ALL_STEPS, f"{task_type} has no step"
+            assert binding.step in ALL_STEPS, f"{kind.tasks[key]} has no step"
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def everything(spec: EnvironmentSpec) -> list[Manifest]:
             *manifests.database(spec, PASSWORD),
             *manifests.environment(spec),
             manifests.job(job, spec),
-            manifests.files_claim(spec, manifests.BACKUPS),
+            manifests.backups_claim(spec),
             manifests.job(backup, spec),
             manifests.task_secret(spec, "install-1", PASSWORD),
         ]
@@ -136,6 +136,19 @@ def test_storage_class_and_size() -> None:
     for claim in claims:
         assert claim["storageClassName"] == "fast-ssd"
         assert claim["resources"]["requests"]["storage"] == "20Gi"
+
+
+def test_a_backups_claim_binds_the_volume_kept_from_an_earlier_install() -> None:
+    kept = {"metadata": {"name": "pvc-1234"}, "spec": {"storageClassName": "slow"}}
+    [claim] = validated([manifests.backups_claim(spec_of(), kept)])
+    assert (claim["metadata"]["name"], claim["metadata"]["namespace"]) == (
+        "backups",
+        "aegir-acme-prod",
+    )
+    assert claim["spec"]["volumeName"] == "pvc-1234"
+    assert claim["spec"]["storageClassName"] == "slow"  # a claim binds its own class only
+    new = manifests.backups_claim(spec_of())["spec"]
+    assert "volumeName" not in new and "storageClassName" not in new
 
 
 def test_no_storage_class_takes_the_clusters_default() -> None:

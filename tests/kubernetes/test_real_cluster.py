@@ -28,7 +28,8 @@ KUBECONFIG = os.environ.get("AEGIR_TEST_KUBECONFIG")
 IMAGES = [i for i in os.environ.get("AEGIR_TEST_IMAGES", "").split(",") if i]
 
 
-def _cluster_fields(kubeconfig: Path, secrets: Path) -> dict[str, Any]:
+def _cluster(kubeconfig: Path) -> tuple[dict[str, Any], str]:
+    """The cluster's fields, and its token (sent as the credentials task's secret)."""
     config = yaml.safe_load(kubeconfig.read_text())
     context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
     cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
@@ -36,25 +37,23 @@ def _cluster_fields(kubeconfig: Path, secrets: Path) -> dict[str, Any]:
     token = user["user"].get("token")
     if not token:
         pytest.skip("the kubeconfig's user has no bearer token (exec plugins are not read)")
-    token_file = secrets / "token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
-    fields = {"api_url": cluster["cluster"]["server"], "token_file": str(token_file)}
+    fields = {"api_url": cluster["cluster"]["server"]}
     if "certificate-authority-data" in cluster["cluster"]:
         ca = base64.b64decode(cluster["cluster"]["certificate-authority-data"]).decode()
         fields["ca_certificate"] = ca
-    return fields
+    return fields, token
 
 
 @pytest.fixture
-def real(tmp_path: Path) -> Contexts:
+def real() -> Contexts:
     if not KUBECONFIG:
         pytest.skip("no real cluster: set AEGIR_TEST_KUBECONFIG (see README, Kubernetes)")
     if len(IMAGES) < 2:
         pytest.skip("AEGIR_TEST_IMAGES must name two application images by digest")
     from app.catalog.registry import build_catalog
 
-    return Contexts(build_catalog(plugins=False), _cluster_fields(Path(KUBECONFIG), tmp_path))
+    fields, token = _cluster(Path(KUBECONFIG))
+    return Contexts(build_catalog(plugins=False), fields, {"token": token})
 
 
 async def _step(real: Contexts, key: str, plain: dict[str, Any], **kwargs: Any) -> Recorder:
@@ -75,7 +74,7 @@ async def test_an_environment_from_install_to_delete(real: Contexts) -> None:
     ]
     plain = entity(
         "environment", "aegir-test", {"tier": "development"},
-        project=project, cluster=entity("cluster", "real", real.cluster), release=releases[0],
+        project=project, cluster=real.cluster_entity("real"), release=releases[0],
     )  # fmt: skip
     values = {"database": {"db_password": "a-test-db-password"},
               "install": {"admin_password": "a-test-admin-password"}}  # fmt: skip

@@ -3,8 +3,8 @@ served from a thread of the test process (``ThreadedCluster``)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,12 +12,14 @@ import pytest
 
 from tests.fixtures.factories import operation_id
 from tests.fixtures.kmock_thread import ThreadedCluster
+from tests.fixtures.services import create_database
 from tests.fixtures.stack import Stack, running_stack, wait_for
 from tests.kubernetes.samples import IMAGE
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[ThreadedCluster]:
+def cluster(kube_stack: Stack) -> Iterator[ThreadedCluster]:
+    """A fresh emulator for each database's stack (the tests build on one environment)."""
     threaded = ThreadedCluster()
     threaded.start()
     try:
@@ -26,11 +28,17 @@ def cluster() -> Iterator[ThreadedCluster]:
         threaded.stop()
 
 
-@pytest.fixture(scope="module")
-def kube_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # SQLite only: the flow through the processes is the same on both databases, which
-    # tests/e2e already covers; this tier's subject is the Kubernetes back-end.
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('kube') / 'aegir.sqlite3'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def kube_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The system on each database, as tests/e2e runs it: a run's values, outputs and
+    effects (a repointed release) go through both."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('kube') / 'aegir.sqlite3'}"
+    else:
+        name = f"aegir_kube_{uuid.uuid4().hex[:8]}"
+        url = create_database(request.getfixturevalue("postgres_url"), name)
     with running_stack(url) as system:
         yield system
 
@@ -42,21 +50,29 @@ def post(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+TOKEN = "e2e-service-account-token"
+
+
 @pytest.fixture(scope="module")
-def graph(
-    kube_stack: Stack, cluster: ThreadedCluster, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, dict[str, Any]]:
-    """A cluster (the emulator), a project, two releases, and an installed environment."""
-    token = tmp_path_factory.mktemp("token") / "token"
-    token.write_text("e2e-service-account-token\n")
-    token.chmod(0o600)
+def graph(kube_stack: Stack, cluster: ThreadedCluster) -> dict[str, dict[str, Any]]:
+    """A cluster (the emulator, its token sent in a verify), a project, two releases, and
+    an environment."""
+    everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+    reviews = "post /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+    cluster.call(lambda: cluster.emulator[reviews] << {"status": {"resourceRules": [everything]}})
     with kube_stack.client() as http:
-        return _graph(kube_stack, http, cluster.url, token)
+        made = _graph(http, cluster.url)
+        run = trigger(
+            kube_stack, http, made["cluster"], "verify", {"credentials": {"token": TOKEN}}
+        )
+        assert finished(kube_stack, http, run)["status"] == "succeeded", log_text(
+            kube_stack, http, run
+        )
+        return made
 
 
-def _graph(stack: Stack, http: httpx.Client, url: str, token: Path) -> dict[str, dict[str, Any]]:
-    fields = {"api_url": url, "token_file": str(token)}
-    made = {"cluster": post(http, "/api/v1/clusters", {"name": "e2e", "fields": fields})}
+def _graph(http: httpx.Client, url: str) -> dict[str, dict[str, Any]]:
+    made = {"cluster": post(http, "/api/v1/clusters", {"name": "e2e", "fields": {"api_url": url}})}
     made["project"] = post(
         http, "/api/v1/projects",
         {"name": "shop", "fields": {"git_url": "https://git.example.com/shop.git"}},
@@ -96,4 +112,4 @@ def log_text(stack: Stack, http: httpx.Client, run: dict[str, Any]) -> str:
     return "\n".join(line["line"] for line in stack.full_log(http, run["id"]))
 
 
-__all__ = ["ThreadedCluster", "finished", "log_text", "trigger", "wait_for"]
+__all__ = ["TOKEN", "ThreadedCluster", "finished", "log_text", "trigger", "wait_for"]

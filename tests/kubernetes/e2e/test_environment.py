@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.fixtures.kmock_controller import JobPlay
 from tests.fixtures.stack import Stack, wait_for
-from tests.kubernetes.e2e.conftest import ThreadedCluster, finished, log_text, trigger
+from tests.kubernetes.e2e.conftest import TOKEN, ThreadedCluster, finished, log_text, trigger
 
 NS = "aegir-shop-dev"
 
@@ -55,15 +55,31 @@ def test_no_secret_reaches_a_manifest_the_log_or_the_runs_values(
 ) -> None:
     secret = cluster.stored("v1/secrets", "database", NS)
     password = secret["stringData"]["password"]
+    # A command that prints the cluster's token (a leaked variable, say): masked.
+    cluster.call(lambda: cluster.controller.jobs.update(run_command=JobPlay([f"t={TOKEN}"])))
     with kube_stack.client() as http:
-        runs = http.get("/api/v1/runs", params={"entity": graph["environment"]["id"]}).json()
-        assert runs["items"]
-        for run in runs["items"]:
-            assert password not in json.dumps(http.get(f"/api/v1/runs/{run['id']}").json())
-            assert password not in log_text(kube_stack, http, run)
-    for resource, name in (("apps/v1/statefulsets", "database"), ("apps/v1/deployments", "app")):
-        assert password not in json.dumps(cluster.stored(resource, name, NS))
-    assert "e2e-service-account-token" not in kube_stack.log("worker")
+        values = {"run_command": {"command": ["env"]}}
+        printed = trigger(kube_stack, http, graph["environment"], "run_command", values)
+        assert finished(kube_stack, http, printed)["status"] == "succeeded"
+        assert "t=****" in log_text(kube_stack, http, printed)
+        runs = [
+            run
+            for entity in (graph["environment"], graph["cluster"])
+            for run in http.get("/api/v1/runs", params={"entity": entity["id"]}).json()["items"]
+        ]
+        assert len(runs) >= 3
+        for run in runs:
+            stored = json.dumps(http.get(f"/api/v1/runs/{run['id']}").json())
+            logged = log_text(kube_stack, http, run)
+            for value in (password, TOKEN):
+                assert value not in stored and value not in logged
+    objects = cluster.call(lambda: [json.dumps(o.raw) for o in cluster.emulator.objects.values()])
+    assert not [o for o in objects if TOKEN in o]
+    assert [o for o in objects if password in o] == [json.dumps(secret)]
+    assert TOKEN not in kube_stack.log("worker")
+    # It is what the worker signed in with.
+    sent = cluster.call(lambda: {r.headers.get("Authorization") for r in list(cluster.emulator)})
+    assert f"Bearer {TOKEN}" in sent
 
 
 def test_a_failed_rollout_fails_the_deploy_and_reapplies_the_previous_release(
@@ -96,6 +112,22 @@ def test_deploy_rolls_out_the_release_and_repoints_the_environment(
         )
         end = finished(kube_stack, http, run)
         assert end["status"] == "succeeded", log_text(kube_stack, http, run)
+    assert image(cluster) == graph["shop-2"]["fields"]["image"]
+    assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-2"
+
+
+def test_rollback_reapplies_the_replaced_release_and_repoints_the_environment(
+    kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
+) -> None:
+    with kube_stack.client() as http:
+        run = trigger(kube_stack, http, graph["environment"], "rollback", {})
+        end = finished(kube_stack, http, run)
+        assert end["status"] == "succeeded", log_text(kube_stack, http, run)
+        assert image(cluster) == graph["shop-1"]["fields"]["image"]
+        assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-1"
+        # A second rollback undoes the first, as `kubectl rollout undo` does.
+        run = trigger(kube_stack, http, graph["environment"], "rollback", {})
+        assert finished(kube_stack, http, run)["status"] == "succeeded"
     assert image(cluster) == graph["shop-2"]["fields"]["image"]
     assert environment(kube_stack, graph)["references"]["release"]["name"] == "shop-2"
 
@@ -165,3 +197,30 @@ def test_backup_writes_the_archive_path_that_restore_reads(
 
 def _operation(graph: dict[str, dict[str, Any]], op: str) -> str:
     return str(next(o["id"] for o in graph["environment"]["operations"] if o["type"] == op))
+
+
+def test_delete_keeps_the_backups_and_a_new_install_restores_from_them(
+    kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
+) -> None:
+    with kube_stack.client() as http:
+        run = trigger(kube_stack, http, graph["environment"], "delete", {})
+        assert finished(kube_stack, http, run)["status"] == "succeeded"
+        assert environment(kube_stack, graph)["state"] == "deleted"
+        op = http.get(f"/api/v1/operations/{_operation(graph, 'restore')}").json()
+        archive = next(t for t in op["tasks"] if t["key"] == "backup_archive")["outputs"]
+
+        def phase() -> str | None:
+            kept = cluster.stored("v1/persistentvolumes", archive["volume"], None)
+            return None if kept is None else (kept.get("status") or {}).get("phase")
+
+        # Its claim went with the namespace; the volume stays, with the archives.
+        wait_for(lambda: phase() == "Released", "the backups' volume to be released")
+        for op_name in ("install", "restore"):
+            run = trigger(kube_stack, http, graph["environment"], op_name, {})
+            end = finished(kube_stack, http, run)
+            assert end["status"] == "succeeded", log_text(kube_stack, http, run)
+        text = log_text(kube_stack, http, run)
+    assert f"the archives kept on volume {archive['volume']} again" in text
+    assert f"restoring {archive['path']}" in text
+    claim = cluster.stored("v1/persistentvolumeclaims", "backups", NS)
+    assert claim["spec"]["volumeName"] == archive["volume"]

@@ -19,7 +19,14 @@ from app.catalog.builtin.kubernetes.fields import (
 from app.catalog.builtin.kubernetes.tasks import TASKS, LoginResult, LogsResult
 from app.catalog.fields import Slug
 from app.catalog.registry import Catalog
-from app.catalog.types import ActionType, EntityKind, OnSuccess, OperationType, Reference
+from app.catalog.types import (
+    ActionType,
+    EntityKind,
+    OnSuccess,
+    OperationType,
+    Reference,
+    Summary,
+)
 
 __all__ = ["register"]
 
@@ -71,9 +78,11 @@ ENVIRONMENT_OPERATIONS = (
     OperationType(
         "rollback",
         "Roll back",
+        # No ``reads``: it needs the deploy's outputs, not its values (a promoted
+        # environment has none to validate); every task's outputs reach the executor.
         steps=("rollback",),
-        reads=("deploy",),
         requires_state=LIVE,
+        on_success=OnSuccess(repoint_output=("release", "rollback", "release")),
         description="Re-applies the release the last deploy replaced, image and configuration.",
     ),
     OperationType(
@@ -81,6 +90,7 @@ ENVIRONMENT_OPERATIONS = (
         "Promote",
         steps=("deploy_backup", "promote"),
         requires_state=LIVE,
+        on_success=OnSuccess(repoint_output=("release", "promote", "release")),
         description="Deploys what another environment runs, without a rebuild.",
     ),
     OperationType("scale", "Scale", steps=("scale",), requires_state=("enabled",)),
@@ -142,6 +152,26 @@ ENVIRONMENT_ACTIONS = (
 )
 
 
+RELEASE_TASKS = ("deploy", "rollback", "promote")
+
+# The environment's page: what its last verify or scale saw, what runs, what ran before.
+ENVIRONMENT_SUMMARIES = (
+    Summary(
+        "Ready replicas (last observed)",
+        (("verify", "ready_replicas"), ("scale", "ready_replicas")),
+        at="observed_at",
+    ),
+    Summary("Release applied", tuple((key, "release") for key in RELEASE_TASKS), at="applied_at"),
+    Summary("Image applied", tuple((key, "image") for key in RELEASE_TASKS), at="applied_at"),
+    Summary(
+        "Deploys",
+        tuple((key, "history") for key in RELEASE_TASKS),
+        at="applied_at",
+        columns=("at", "by", "release", "image", "run"),
+    ),
+)
+
+
 def _cluster() -> EntityKind:
     return EntityKind(
         name="cluster",
@@ -149,8 +179,18 @@ def _cluster() -> EntityKind:
         plural="clusters",
         fields=ClusterFields,
         name_type=Slug,
-        tasks={"verify": "cluster_verify"},
-        operations={"verify": OperationType("verify", "Verify", steps=("verify",))},
+        tasks={"verify": "cluster_verify", "credentials": "cluster_credentials"},
+        operations={
+            "verify": OperationType(
+                "verify",
+                "Verify",
+                steps=("verify",),
+                reads=("credentials",),
+                description="Checks the server answers and what Aegir may do; a token sent "
+                "here is kept (encrypted) for every task on the cluster.",
+            )
+        },
+        credentials="credentials",
         description="A Kubernetes cluster that environments run on.",
     )
 
@@ -195,6 +235,7 @@ def _environment() -> EntityKind:
         tasks=dict(ENVIRONMENT_TASKS),
         operations={op.name: op for op in ENVIRONMENT_OPERATIONS},
         actions={action.name: action for action in ENVIRONMENT_ACTIONS},
+        summaries=ENVIRONMENT_SUMMARIES,
         description="A release of a project running on a cluster: dev, stage, prod.",
     )
 

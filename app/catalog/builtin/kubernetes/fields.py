@@ -12,7 +12,7 @@ import binascii
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, StringConstraints
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, StringConstraints
 
 from app.catalog.fields import AbsolutePath, DomainName, GitRef, GitUrl, Port
 from app.catalog.types import EntityFields
@@ -112,18 +112,36 @@ PemCertificates = Annotated[
 ]
 
 
+def _token(value: SecretStr) -> SecretStr:
+    """A bearer token: one printable word; the line break of a pasted file is dropped."""
+    text = value.get_secret_value().strip()
+    if not text or not re.fullmatch(r"[\x21-\x7e]+", text):
+        raise ValueError("must be one word of printable ASCII (a bearer token)")
+    return SecretStr(text)
+
+
+# A service account's token is a JWT of one or two kilobytes: longer than ``Secret``.
+ClusterToken = Annotated[
+    SecretStr,
+    Field(min_length=8, max_length=16384, description="A secret: never shown again once saved."),
+    AfterValidator(_token),
+]
+
+
 class ClusterFields(EntityFields):
     api_url: HttpUrl = Field(description="The cluster's API server, https://HOST[:PORT].")
     ca_certificate: PemCertificates | None = Field(
         default=None,
         description="The API server's certificate authority (PEM); the system's when empty.",
     )
-    # The token is read from a file on the worker machines, never stored by Aegir: entity
-    # fields have no encrypted form yet (only task values do), see README "Kubernetes".
-    token_file: AbsolutePath = Field(
-        default="/var/run/secrets/kubernetes.io/serviceaccount/token",
-        description="A file on the worker machines holding the service account's token "
-        "(readable by Aegir's user only); the in-cluster token by default.",
+    # The token itself is a secret task value (the cluster's ``credentials`` task):
+    # entity fields are not encrypted at rest. A file stays possible for Aegir running in
+    # the cluster, where the kubelet keeps a short-lived token fresh in one.
+    token_file: AbsolutePath | None = Field(
+        default=None,
+        description="Only when no token is saved: a file on the worker machines holding "
+        "one, e.g. /var/run/secrets/kubernetes.io/serviceaccount/token when Aegir runs in "
+        "the cluster (the kubelet renews it).",
     )
     ingress_class: DnsSubdomain = Field(
         default="nginx", description="The IngressClass that serves environments' hostnames."

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, HttpUrl, StringConstraints
 
 from app.catalog.builtin.kubernetes.fields import (
+    ClusterToken,
+    DnsSubdomain,
     EnvironmentName,
     EnvName,
     EnvValue,
@@ -28,6 +30,14 @@ CommandArgument = Annotated[
     StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$"),
     Field(description="One argument, passed as it is (no shell)."),
 ]
+
+
+class CredentialsFields(TaskFields):
+    token: ClusterToken | None = Field(
+        default=None,
+        description="The service account's bearer token (encrypted at rest, never shown, "
+        "masked in logs); kept until you send another.",
+    )
 
 
 class ClusterVerifyOutputs(TaskFields):
@@ -67,8 +77,23 @@ class DeployFields(TaskFields):
     )
 
 
+HISTORY = 20  # deploys kept in ``DeployOutputs.history``
+
+
+class Deployed(BaseModel):
+    """One release applied to an environment, by a deploy, a rollback or a promote."""
+
+    at: datetime
+    by: Literal["deploy", "rollback", "promote"]
+    release: Slug
+    image: ImageDigest
+    run: str = Field(max_length=36)
+
+
 class DeployOutputs(TaskFields):
-    """What a deploy applied and what it replaced: a rollback's whole input."""
+    """What a deploy (a rollback, a promote) applied and what it replaced: a rollback's
+    whole input; the newest of the three tasks' outputs (``applied_at``) is the current.
+    ``history``: the environment's last deploys, newest first, whichever task ran them."""
 
     release: Slug | None = None
     image: ImageDigest | None = None
@@ -76,6 +101,8 @@ class DeployOutputs(TaskFields):
     previous_release: Slug | None = None
     previous_image: ImageDigest | None = None
     previous_env: dict[EnvName, EnvValue] | None = None
+    applied_at: datetime | None = None
+    history: list[Deployed] = Field(default=[], max_length=HISTORY)
 
 
 class PromoteFields(TaskFields):
@@ -90,6 +117,7 @@ class ScaleFields(TaskFields):
 
 class ObservedOutputs(TaskFields):
     ready_replicas: int | None = None
+    observed_at: datetime | None = None
 
 
 class BackupFields(TaskFields):
@@ -103,6 +131,8 @@ class BackupFields(TaskFields):
 
 class BackupOutputs(TaskFields):
     path: SafeRelativePath | None = None
+    # The PersistentVolume the archives are on: kept when the namespace is deleted.
+    volume: DnsSubdomain | None = None
     size_bytes: int | None = None
     taken_at: datetime | None = None
 
@@ -157,6 +187,13 @@ def _task(
 
 
 TASKS = (
+    _task(
+        "cluster_credentials",
+        "Credentials",
+        "What Aegir signs in to the cluster with: read by every task on it, never run.",
+        fields=CredentialsFields,
+        safe_to_rerun=True,
+    ),
     _task(
         "cluster_verify",
         "Verify cluster",
@@ -229,6 +266,7 @@ TASKS = (
         "environment_rollback",
         "Roll back",
         "Re-applies the previous release, its image and its configuration.",
+        outputs=DeployOutputs,
         timeout=timedelta(minutes=15),
     ),
     _task(
