@@ -12,7 +12,16 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
@@ -94,19 +103,18 @@ async def expired_leases(session: AsyncSession, now: datetime) -> list[Run]:
 # What goes next: one run at a time per entity, oldest first.
 
 
-async def busy_entities(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of the entities with an active run."""
-    query = select(Run.entity_id).where(Run.entity_id.in_(entity_ids), Run.status.in_(ACTIVE))
-    return set(await session.scalars(query))
-
-
 async def first_queued(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Each entity's oldest queued run."""
+    """Each entity's oldest queued run, for those of the entities with no active run."""
     if not entity_ids:
         return []
+    active = aliased(Run)
     rows = await session.execute(
         select(Run.entity_id, Run.id)
-        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued)
+        .where(
+            Run.entity_id.in_(entity_ids),
+            Run.status == RunStatus.queued,
+            ~exists().where(active.entity_id == Run.entity_id, active.status.in_(ACTIVE)),
+        )
         .order_by(Run.created_at, Run.id)
     )
     first: dict[uuid.UUID, uuid.UUID] = {}
@@ -135,6 +143,7 @@ class Moved(NamedTuple):
     entity_id: uuid.UUID
     attempt: int
     status: str
+    operation_type: str
 
 
 async def _move(
@@ -159,7 +168,10 @@ async def _move(
     if to is not None:
         values = {**values, "status": to}
     statement = (
-        update(Run).where(*fence).values(**values).returning(Run.entity_id, Run.attempt, Run.status)
+        update(Run)
+        .where(*fence)
+        .values(**values)
+        .returning(Run.entity_id, Run.attempt, Run.status, Run.operation_type)
     )
     row = (await session.execute(statement)).first()
     return None if row is None else Moved(*row)
@@ -167,21 +179,26 @@ async def _move(
 
 async def claim(
     session: AsyncSession, run_id: uuid.UUID, lease: timedelta, worker: str
-) -> int | None:
-    """Take the run if it is queued and first in line for its entity: its new attempt.
+) -> Moved | None:
+    """Take the run if it is queued and first in line for its entity: the run as taken,
+    with its new attempt.
 
     The attempt number is the fencing token: the claim increments it, every heartbeat,
     event and finish carries it, and whatever carries an older one is refused.
     """
-    entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
-    if entity_id is None:
-        return None
-    # PostgreSQL: two claims for one entity wait on this row (FOR NO KEY UPDATE, which
-    # still lets a new run's foreign-key check on the entity through: FOR UPDATE made run
-    # requests wait on claims). SQLite has one writer anyway.
-    await session.execute(
-        select(Entity.id).where(Entity.id == entity_id).with_for_update(key_share=True)
-    )
+    if session.get_bind().dialect.name != "sqlite":
+        # Two claims for one entity wait on its row (FOR NO KEY UPDATE, which still lets
+        # a new run's foreign-key check on the entity through: FOR UPDATE made run
+        # requests wait on claims). SQLite needs no lock: a writing transaction holds
+        # the database's one write lock from its BEGIN IMMEDIATE.
+        locked = await session.scalar(
+            select(Entity.id)
+            .join(Run, Run.entity_id == Entity.id)
+            .where(Run.id == run_id)
+            .with_for_update(key_share=True, of=Entity)
+        )
+        if locked is None:
+            return None
     now = utcnow()
     values = {
         "attempt": Run.attempt + 1,
@@ -195,7 +212,7 @@ async def claim(
     # A new attempt waits until the last one's log is complete (its lines, and the line
     # saying why it ended): its lines then follow, never collide with, the old ones.
     previous_logged = or_(Run.attempt == 0, Run.log_complete.is_(True))
-    moved = await _move(
+    return await _move(
         session,
         run_id,
         Move.claim,
@@ -203,7 +220,6 @@ async def claim(
         also=[~_ahead(), previous_logged],
         values=values,
     )
-    return None if moved is None else moved.attempt
 
 
 def _ahead() -> ColumnElement[bool]:
@@ -366,6 +382,22 @@ async def record_task(
         update(RunTask)
         .where(RunTask.run_id == run_id, RunTask.position == position)
         .values(status=status, **when)
+    )
+
+
+async def record_task_ends(
+    session: AsyncSession, run_id: uuid.UUID, ended: Sequence[tuple[int, str, datetime]]
+) -> None:
+    """How tasks ended, (position, status, when), in one statement."""
+    if not ended:
+        return
+    # An ORM bulk UPDATE by primary key: one executemany.
+    await session.execute(
+        update(RunTask),
+        [
+            {"run_id": run_id, "position": position, "status": status, "finished_at": at}
+            for position, status, at in ended
+        ],
     )
 
 
