@@ -7,6 +7,7 @@ fencing, log lines).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
@@ -107,14 +108,9 @@ async def first_queued(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -
     """Each entity's oldest queued run, for those of the entities with no active run."""
     if not entity_ids:
         return []
-    active = aliased(Run)
     rows = await session.execute(
         select(Run.entity_id, Run.id)
-        .where(
-            Run.entity_id.in_(entity_ids),
-            Run.status == RunStatus.queued,
-            ~exists().where(active.entity_id == Run.entity_id, active.status.in_(ACTIVE)),
-        )
+        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued, ~_busy())
         .order_by(Run.created_at, Run.id)
     )
     first: dict[uuid.UUID, uuid.UUID] = {}
@@ -222,8 +218,18 @@ async def claim(
     )
 
 
+@functools.cache
+def _busy() -> ColumnElement[bool]:
+    """The run's entity has an active run (built once: building it costs more than the
+    query it is part of)."""
+    active = aliased(Run)
+    return exists().where(active.entity_id == Run.entity_id, active.status.in_(ACTIVE))
+
+
+@functools.cache
 def _ahead() -> ColumnElement[bool]:
-    """Another run of the same entity is active, or was queued before this one."""
+    """Another run of the same entity is active, or was queued before this one (built
+    once, as ``_busy``)."""
     other = aliased(Run)
     return exists().where(
         other.entity_id == Run.entity_id,
