@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import FrameType
 from typing import Any
 
@@ -83,7 +83,19 @@ def relay(settings: Settings) -> None:
     from relay.main import serve_relay
 
     _logging()
-    asyncio.run(serve_relay(settings))
+    _run_fast(serve_relay(settings))
+
+
+def _run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop when it is installed (uvicorn[standard] brings it, and the API runs on
+    it): the relay's Redis and database round trips cost less event-loop time. Not the
+    worker: its commands' processes are watched by asyncio's own child watcher."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _logging() -> None:
