@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bench.cpu import OTHERS, Phase
+from bench.cpu import OTHERS, PY_SPY_RATE, Phase, Profile
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Report:
     phases: list[Phase]
     seconds: float
     settings: dict[str, str]
+    profiles: list[Profile] = field(default_factory=list)
 
     def phase(self, name: str) -> Phase | None:
         return next((phase for phase in self.phases if phase.name == name), None)
@@ -171,6 +172,41 @@ def database_section(report: Report) -> list[str]:
         out += [f"| {stage} | {value:.1f} ms |" for stage, value in report.stages.items()]
         out.append("")
     out += cpu_table(report)
+    out.append("")
+    out += profile_tables(report)
+    return out
+
+
+def profile_tables(report: Report) -> list[str]:
+    """py-spy's view of the extra no-op runs (b): each process's busy time by layer, and
+    the Aegir functions it was spent under."""
+    if not report.profiles:
+        return ["(No py-spy profile: py-spy is not installed, or may not attach here.)", ""]
+    runs = report.facts.get("profiled_runs", 0.0) or 1.0
+    out = [
+        f"Profile of {runs:.0f} more no-op runs (b), taken apart from the timed ones: py-spy "
+        f"at {PY_SPY_RATE} samples/s on each process, idle samples left out. CPU ms per run "
+        "by layer (the innermost layer a sample is in), then the share of each Aegir "
+        "function the time was spent for (the innermost of ours on the stack, with the "
+        "library calls below it). A thread waiting inside SQLite (for its lock, or in "
+        "fsync) counts as busy to py-spy: the CPU table above is the true CPU.",
+        "",
+    ]
+    for profile in sorted(report.profiles, key=lambda p: -p.samples):
+        if not profile.samples:
+            continue
+        per_run = 1000.0 / PY_SPY_RATE / runs
+        layers = sorted(profile.layers.items(), key=lambda item: -item[1])
+        functions = sorted(profile.functions.items(), key=lambda item: -item[1])[:8]
+        out.append(
+            f"- **{profile.name}**: {profile.samples * per_run:.1f} ms per run; "
+            + ", ".join(f"{name} {count * per_run:.1f}" for name, count in layers)
+            + ". For: "
+            + ", ".join(
+                f"`{name}` {100 * count / profile.samples:.0f}%" for name, count in functions
+            )
+            + "."
+        )
     out.append("")
     return out
 

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from bench.arq_worker import NOOP
-from bench.cpu import Meter
+from bench.cpu import Meter, Profile, profiled
 from bench.report import Figure, Report, render_markdown, render_table
 from bench.sections import keep_sections
 from bench.system import ArqWorkerProcess, BenchStack, Database, machine
@@ -64,6 +64,7 @@ TUNED_RESULT_POLL = 0.005
 # (b) no-op runs per second
 ENTITIES = 50
 RUNS_PER_ENTITY = scaled(20)
+PROFILED_RUNS_PER_ENTITY = scaled(4)  # then once more under py-spy, apart from the figure
 ARQ_JOBS = scaled(2000)
 POSTERS = 4  # concurrent clients triggering runs (and enqueueing raw jobs)
 # A POST answered 5xx under load is counted and reported, then sent again (at most this
@@ -96,6 +97,7 @@ class Bench:
     facts: dict[str, float] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)
 
     @property
     def redis_url(self) -> str:
@@ -417,6 +419,13 @@ async def figure_b(b: Bench, database: str) -> None:
             raw = await arq_throughput(b, "bench:arq:throughput", NOOP, (), ARQ_JOBS)
     b.facts["runs_per_s"] = ours
     b.facts["arq_jobs_per_s"] = raw
+    profiled_runs = len(b.apps) * PROFILED_RUNS_PER_ENTITY
+    say(f"(b) {profiled_runs} more no-op runs, under py-spy (not timed)")
+    pids = {name: process.pid for name, process in b.stack.processes.items()}
+    with profiled(pids, b.stack.root) as profiles:
+        await run_throughput(b, b.apps, PROFILED_RUNS_PER_ENTITY)
+    b.profiles = profiles
+    b.facts["profiled_runs"] = profiled_runs
     aimed = database == "postgresql"
     b.figures.append(
         Figure(
@@ -741,6 +750,7 @@ async def measure(stack: BenchStack, db: Database) -> Report:
                 phases=meter.phases,
                 seconds=time.perf_counter() - started,
                 settings=settings_text(),
+                profiles=b.profiles,
             )
     finally:
         await arq.aclose()
