@@ -76,7 +76,7 @@ def worker(settings: Settings) -> None:
     from workers.main import serve_worker
 
     _logging()
-    asyncio.run(serve_worker(settings))
+    _run_fast(serve_worker(settings))
 
 
 def relay(settings: Settings) -> None:
@@ -88,8 +88,8 @@ def relay(settings: Settings) -> None:
 
 def _run_fast(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop when it is installed (uvicorn[standard] brings it, and the API runs on
-    it): the relay's Redis and database round trips cost less event-loop time. Not the
-    worker: its commands' processes are watched by asyncio's own child watcher."""
+    it): the worker's and relay's Redis and database round trips cost less event-loop
+    time, and libuv waits for the commands' processes itself (no thread per command)."""
     try:
         import uvloop
     except ImportError:

@@ -174,6 +174,8 @@ def _watch_children_without_threads() -> None:
     instead (Linux 5.3+; the default from Python 3.12, where this is not needed)."""
     if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
         return
+    if not isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        return  # uvloop: libuv waits for children itself, without watchers
     try:
         os.close(os.pidfd_open(os.getpid()))
     except (AttributeError, OSError):
