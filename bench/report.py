@@ -359,4 +359,42 @@ def assessment(report: Report) -> list[str]:
             f"longest stage is “{slowest[0]}” ({slowest[1]:.1f} ms median), see below; the "
             f"bare command takes {f['subprocess_p50_ms']:.1f} ms to start and exit."
         )
+    out += [text for key, text in NEXT_STEPS.items() if _missed(report, key)]
     return out
+
+
+def _missed(report: Report, key: str) -> bool:
+    return any(f.key == key and f.met is False for f in report.figures)
+
+
+# Where an aim is missed: what the profile (below) says, and what to do next.
+NEXT_STEPS = {
+    "a": "Next step for (a): the round trip is an HTTP request (sign-in from the cache, the "
+    "entity and task read, the audit row committed), one LPUSH, the worker's BRPOP, its "
+    "three reads of the task and entity, the reply and the BLPOP. What is left is "
+    "SQLAlchemy's per-statement cost and the HTTP stack in the API process (see the "
+    "profile): reading the entity and its task in one statement, and a worker that keeps "
+    "the task values of entities it served (invalidated by the run requests that change "
+    "them), would take 2 to 3 ms off.",
+    "b": "Next step for (b): the profile shows the worker's time in SQLAlchemy and the "
+    "driver (its claim, plan and finish: 2 transactions, 7 statements a run) and in Redis "
+    "round trips (arq's job bookkeeping: about 6 per job, the events, the status "
+    "publishes), and the API's in SQLAlchemy (the run request: operation, run, task rows, "
+    "audit row). Each process is one Python thread on one core; the machine has 2 for "
+    "everything, PostgreSQL included. In order: runs on a plain Redis queue as actions now "
+    "are (idempotent by run id with a set, no arq job records: about 6 round trips less "
+    "per run in the worker and 2 in the API); the claim, plan and finish as Core "
+    "statements instead of ORM ones; more worker processes, which PostgreSQL allows and "
+    "SQLite's one writer does not.",
+    "c": "Next step for (c): the relay stores a batch of up to 10,000 lines in one "
+    "transaction with one executemany; on SQLite it then pauses as long as the batch held "
+    "the write lock, so that a worker's heartbeat is never starved. The end of a long log "
+    "waits for those pauses: PostgreSQL (no pause) shows the relay's own pace. Next: "
+    "several relays (entries are claimed per consumer) on PostgreSQL, and COPY instead of "
+    "INSERT there.",
+    "d": "Next step for (d): “claimed → first line” holds the command's start under its "
+    "shepherd (executors/processes.py, issue 14's guarantee that a dead worker's commands "
+    "die with it), a Python process of its own before the command's: a shepherd started "
+    "once per worker that forks the commands would take most of the difference to the "
+    "bare command away.",
+}
