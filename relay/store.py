@@ -39,6 +39,8 @@ class Applied:
     messages: list[tuple[str, str]] = field(default_factory=list)
     finished_entities: set[uuid.UUID] = field(default_factory=set)
     refused: int = 0
+    # Task events of the batch, in order: (run, position, status, when).
+    tasks: list[tuple[uuid.UUID, int, str, datetime]] = field(default_factory=list)
 
 
 async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]) -> Applied:
@@ -57,11 +59,12 @@ async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]
         if event["t"] == "output":
             await _output(session, catalog, fences[uuid.UUID(event["run"])], event, applied)
         elif event["t"] == "task":
-            await _task(session, event, applied)
+            _task(event, applied)
         elif event["t"] == "exit":
             await _exit(session, catalog, fences[uuid.UUID(event["run"])], event, applied)
         elif event["t"] == "lost":
             await _lost(session, event, applied)
+    await runs.record_tasks(session, applied.tasks)
     touched = {uuid.UUID(e["run"]) for e in logs} | _ended(current)
     for run_id in await runs.mark_log_complete(session, touched):
         fence = fences[run_id]
@@ -110,10 +113,10 @@ async def _output(
     applied.messages.append((run_channel(event["run"]), dumps(body)))
 
 
-async def _task(session: AsyncSession, event: TaskEvent, applied: Applied) -> None:
+def _task(event: TaskEvent, applied: Applied) -> None:
+    """Stored with the batch's other task events, in one go (``runs.record_tasks``)."""
     at = datetime.fromtimestamp(event["at"], UTC)
-    run_id = uuid.UUID(event["run"])
-    await runs.record_task(session, run_id, event["position"], event["status"], at)
+    applied.tasks.append((uuid.UUID(event["run"]), event["position"], event["status"], at))
     body = {"type": "task", "position": event["position"], "status": event["status"]}
     applied.messages.append((run_channel(event["run"]), dumps(body)))
 

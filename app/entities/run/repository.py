@@ -11,11 +11,14 @@ import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
+    Update,
+    bindparam,
     case,
     exists,
     func,
@@ -390,20 +393,38 @@ async def record_task(
     )
 
 
+def _task_update(when: str) -> Update:
+    # Core, not the ORM's bulk UPDATE by primary key, which fails a whole batch when a
+    # row is missing; like ``record_task``, a task row that is not there is left alone.
+    table = cast(Table, RunTask.__table__)
+    return (
+        update(table)
+        .where(table.c.run_id == bindparam("r"), table.c.position == bindparam("p"))
+        .values({"status": bindparam("s"), when: bindparam("at")})
+    )
+
+
+_TASK_UPDATES = {when: _task_update(when) for when in ("started_at", "finished_at")}
+
+
+async def record_tasks(
+    session: AsyncSession, events: Sequence[tuple[uuid.UUID, int, str, datetime]]
+) -> None:
+    """Task events (run, position, status, when) in bulk: the starts, then the ends (a
+    task's end always comes after its start), one executemany each."""
+    starts = [e for e in events if e[2] == TaskStatus.running]
+    ends = [e for e in events if e[2] != TaskStatus.running]
+    for rows, when in ((starts, "started_at"), (ends, "finished_at")):
+        if rows:
+            params = [{"r": r, "p": p, "s": s, "at": at} for r, p, s, at in rows]
+            await session.execute(_TASK_UPDATES[when], params)
+
+
 async def record_task_ends(
     session: AsyncSession, run_id: uuid.UUID, ended: Sequence[tuple[int, str, datetime]]
 ) -> None:
     """How tasks ended, (position, status, when), in one statement."""
-    if not ended:
-        return
-    # An ORM bulk UPDATE by primary key: one executemany.
-    await session.execute(
-        update(RunTask),
-        [
-            {"run_id": run_id, "position": position, "status": status, "finished_at": at}
-            for position, status, at in ended
-        ],
-    )
+    await record_tasks(session, [(run_id, position, status, at) for position, status, at in ended])
 
 
 async def _close_tasks(session: AsyncSession, run_id: uuid.UUID, final: bool) -> None:
