@@ -8,6 +8,7 @@ fencing, log lines).
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -481,11 +482,13 @@ class _SqliteTimes:
         self._prefix = ""
 
     def __call__(self, epoch: float) -> str:
-        second = int(epoch)
+        # Rounded to the microsecond as datetime.fromtimestamp rounds (its own steps).
+        fraction, whole = math.modf(epoch)
+        second, micro = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{self._prefix}.{round((epoch - second) * 1e6) % 1_000_000:06d}"
+        return f"{self._prefix}.{micro:06d}"
 
 
 async def insert_lines(session: AsyncSession, run_id: uuid.UUID, lines: Sequence[LogLine]) -> None:
