@@ -142,7 +142,10 @@ def summarise(name: str, raw: str) -> Profile:
         layers[layer] = layers.get(layer, 0) + count
         # The innermost Aegir function: the call of ours that the libraries below it
         # (the query, the Redis round trip) were spent for.
-        function = next((f for f in map(_aegir, reversed(frames)) if f), "(none of ours)")
+        function = next(
+            (f for f in map(_aegir, reversed(frames)) if f),
+            "(no frame of ours: the event loop, or SQLAlchemy's greenlet)",
+        )
         functions[function] = functions.get(function, 0) + count
     return Profile(name, total, layers, functions)
 

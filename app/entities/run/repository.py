@@ -528,19 +528,25 @@ async def mark_log_complete(
     )
     completed: set[uuid.UUID] = set()
     for run_id, emitted in rows:
-        # While the last line emitted is not stored, some line is missing for sure: one
-        # index lookup, where counting read every line stored so far, batch after batch.
-        if await last_seq(session, run_id) < (emitted or 0):
+        if emitted and not await _all_stored(session, run_id, emitted):
             continue
-        stored = await session.scalar(
-            select(func.count())
-            .select_from(RunLogLine)
-            .where(RunLogLine.run_id == run_id, RunLogLine.seq <= emitted)
-        )
-        if stored == emitted:
-            await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
-            completed.add(run_id)
+        await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
+        completed.add(run_id)
     return completed
+
+
+async def _all_stored(session: AsyncSession, run_id: uuid.UUID, emitted: int) -> bool:
+    """Lines 1..emitted are all stored (a run that emitted none has all of them)."""
+    # While the last line emitted is not stored, some line is missing for sure: one
+    # index lookup, where counting read every line stored so far, batch after batch.
+    if await last_seq(session, run_id) < emitted:
+        return False
+    stored = await session.scalar(
+        select(func.count())
+        .select_from(RunLogLine)
+        .where(RunLogLine.run_id == run_id, RunLogLine.seq <= emitted)
+    )
+    return stored == emitted
 
 
 async def lost_unlogged(session: AsyncSession, limit: int = 500) -> list[Run]:
