@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout: Duration = timedelta(minutes=15)
     token_default_lifetime: Duration = timedelta(days=90)
+    # Who a bearer token is, kept this long in each API process (0: not kept): a token
+    # revoked by another process still works this long there (app.security.auth).
+    auth_cache: Duration = timedelta(seconds=5)
     relay_claim_idle: Duration = timedelta(seconds=10)
     work_dir: Path | None = None
     # The private key Ansible connects to 'ssh' servers with (their authorized_keys must

@@ -24,6 +24,7 @@ from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import ErrorBoundary, install_handlers
 from app.redis import create_client
+from app.security.auth import principals
 from app.security.crypto import SecretBox
 from app.security.gate import AuthGate
 from app.state import AppState, app_state
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         https_only=settings.https,
     )
     app.add_middleware(DatabaseUnavailable)  # outermost: the gate reads the database too
+    principals.ttl = settings.auth_cache.total_seconds()
     state = AppState()
     state.settings = settings
     state.catalog = catalog

@@ -7,6 +7,7 @@ replacing it touches this package alone.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any, cast
@@ -15,9 +16,9 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 RUNS_QUEUE = "aegir:queue:runs"
-ACTIONS_QUEUE = "aegir:queue:actions"
 RUN_JOB = "execute_run"
-ACTION_JOB = "execute_action"
+# Actions wait in a plain list, not as arq jobs (see ``enqueue_action``).
+ACTIONS_LIST = "aegir:actions"
 
 
 # The client type the rest of Aegir holds: a redis-py asyncio client arq can enqueue with.
@@ -57,17 +58,32 @@ async def release_run(redis: ArqRedis, run_id: uuid.UUID) -> None:
 
 
 async def enqueue_action(redis: ArqRedis, payload: dict[str, Any], expires: float) -> str:
-    """Queue an action on the fast queue; it will not start once ``expires`` has passed."""
+    """Queue an action for the first free worker; it will not start once ``expires``
+    seconds have passed. Its id, to wait for its answer with (``action_reply``).
+
+    A plain Redis list, not an arq job: an action is tried once, never retried, and
+    answered through a list of its own, so arq's job records, in-progress keys and polls
+    would only add round trips to a click (one LPUSH here; a worker waiting in BRPOP
+    has it at once).
+    """
     job_id = uuid.uuid4().hex
-    await redis.enqueue_job(
-        ACTION_JOB,
-        {**payload, "job_id": job_id},
-        _job_id=job_id,
-        _queue_name=ACTIONS_QUEUE,
-        _expires=expires,
-    )
-    await redis.publish(wake_channel(ACTIONS_QUEUE), b"1")
+    body = {**payload, "job_id": job_id, "expires_at": time.time() + expires}
+    await cast(Awaitable[int], redis.lpush(ACTIONS_LIST, json.dumps(body)))
     return job_id
+
+
+async def next_action(redis: ArqRedis, wait: float) -> dict[str, Any] | None:
+    """The oldest queued action that has not expired, waiting up to ``wait`` seconds
+    (whole seconds, at least 1) for one; expired ones are dropped, as nobody waits for
+    their answer any more."""
+    while True:
+        pending = redis.brpop([ACTIONS_LIST], timeout=max(int(wait), 1))
+        reply = await cast(Awaitable[list[bytes] | None], pending)
+        if reply is None:
+            return None
+        action: dict[str, Any] = json.loads(reply[1])
+        if action["expires_at"] > time.time():
+            return action
 
 
 async def action_reply(redis: ArqRedis, job_id: str, wait: float) -> dict[str, Any] | None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -89,3 +94,109 @@ class Meter:
         ours = sum(value for key, value in used.items() if key != OTHERS)
         used[OTHERS] = max(used.pop(OTHERS) - ours, 0.0)
         self.phases.append(Phase(name, wall, {k: v for k, v in used.items() if v > 0.005}))
+
+
+# Where the CPU goes inside a process: py-spy samples, sorted into what spends them.
+
+PY_SPY_RATE = 100  # samples per second: light enough to leave the figures alone
+
+# (what, a frame of it): the first that matches a sample's stack names its layer.
+LAYERS = (
+    ("arq (job bookkeeping)", "arq/"),
+    ("SQLAlchemy and the database driver", "sqlalchemy/"),
+    ("SQLAlchemy and the database driver", "aiosqlite/"),
+    ("SQLAlchemy and the database driver", "asyncpg/"),
+    ("Redis client", "redis/"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "fastapi/"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "starlette/"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "uvicorn/protocols"),
+    ("pydantic", "pydantic"),
+    ("JSON", "json/"),
+)
+IDLE_LEAVES = ("EpollSelector.select", "aiosqlite/core.py:59", "Condition.wait", "Runner.run")
+
+
+@dataclass
+class Profile:
+    """One process's busy samples: by layer, and by the innermost Aegir function."""
+
+    name: str
+    samples: int
+    layers: dict[str, int]
+    functions: dict[str, int]
+
+
+def summarise(name: str, raw: str) -> Profile:
+    """A py-spy ``raw`` (collapsed stacks) record, idle samples left out."""
+    layers: dict[str, int] = {}
+    functions: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count_text.isdigit() or any(idle in frames[-1] for idle in IDLE_LEAVES):
+            continue
+        count = int(count_text)
+        total += count
+        layer = _layer(frames)
+        layers[layer] = layers.get(layer, 0) + count
+        # The innermost Aegir function: the call of ours that the libraries below it
+        # (the query, the Redis round trip) were spent for.
+        function = next(
+            (f for f in map(_aegir, reversed(frames)) if f),
+            "(no frame of ours: the event loop, or SQLAlchemy's greenlet)",
+        )
+        functions[function] = functions.get(function, 0) + count
+    return Profile(name, total, layers, functions)
+
+
+def _layer(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for layer, marker in LAYERS:
+            if marker in frame:
+                return layer
+        if _aegir(frame):
+            return "Aegir's own code"
+    return "event loop, sockets and the rest"
+
+
+def _aegir(frame: str) -> str:
+    """``module.function`` for a frame of Aegir's own code, else ``""``."""
+    function, _, where = frame.partition(" (")
+    path = where.split(":", 1)[0]
+    package = path.split("/", 1)[0]
+    if package not in ("app", "workers", "relay", "executors") or path.startswith("app/cli"):
+        return ""
+    return f"{path.removesuffix('.py').replace('/', '.')}.{function}"
+
+
+def py_spy() -> str | None:
+    """The py-spy next to this Python (the dev extras install it), else on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+@contextmanager
+def profiled(pids: dict[str, int], out: Path) -> Iterator[list[Profile]]:
+    """py-spy on each named process meanwhile; the list holds their profiles after."""
+    spy = py_spy()
+    found: list[Profile] = []
+    records: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    for name, pid in pids.items() if spy else ():
+        path = out / f"py-spy-{name.replace(' ', '-')}.txt"
+        argv = [spy or "", "record", "-p", str(pid), "-f", "raw", "-o", str(path),
+                "-r", str(PY_SPY_RATE), "--nonblocking"]  # fmt: skip
+        records[name] = (
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            path,
+        )
+    time.sleep(0.5)  # attached before the first sample is due
+    try:
+        yield found
+    finally:
+        for process, _path in records.values():
+            process.send_signal(signal.SIGINT)
+        for name, (process, path) in records.items():
+            process.wait(60)
+            if path.exists():
+                found.append(summarise(name, path.read_text()))

@@ -57,13 +57,14 @@ class BenchStack(Stack):
 
 
 class Database:
-    """A SQLite file in a directory of its own (or ``AEGIR_BENCH_DATABASE_URL``), migrated."""
+    """A fresh database to migrate: ``url`` (an empty database, say on a throwaway
+    PostgreSQL server), else ``AEGIR_BENCH_DATABASE_URL``, else a SQLite file in a
+    directory of its own (``sqlite=True``: that file whatever the environment says)."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str | None = None, *, sqlite: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="aegir-bench-db-"))
-        self.url = os.environ.get(
-            "AEGIR_BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{self.root / 'aegir.sqlite3'}"
-        )
+        own = f"sqlite+aiosqlite:///{self.root / 'aegir.sqlite3'}"
+        self.url = own if sqlite else url or os.environ.get("AEGIR_BENCH_DATABASE_URL", own)
 
     @property
     def kind(self) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from app.catalog.types import AnsibleRole, KubernetesStep, LocalCommand, TaskType
+from app.catalog.types import AnsibleRole, InProcess, KubernetesStep, LocalCommand, TaskType
 from executors.ansible import AnsibleExecutor, SshAccess
 from executors.ansible.direct import DirectExecutor
 from executors.base import Executor, ExecutorUnavailable
+from executors.inprocess import InProcessExecutor
 from executors.kubernetes.executor import KubernetesExecutor
 from executors.local import LocalExecutor
 
@@ -19,6 +20,8 @@ def executor_for(task: TaskType, ssh: SshAccess | None = None, action: bool = Fa
     binding = task.executor
     if isinstance(binding, LocalCommand):
         return LocalExecutor(binding.argv)
+    if isinstance(binding, InProcess):
+        return InProcessExecutor(binding)
     if isinstance(binding, AnsibleRole):
         playbook = AnsibleExecutor(task.name, binding, ssh or SshAccess())
         if action:

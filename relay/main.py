@@ -41,8 +41,11 @@ BLOCK_MS = 1000
 # After a full batch on SQLite, while a backlog drains (a Redis restart, a long log):
 # a pause that lets the others' writes in. SQLite's busy handler retries on its own
 # schedule (up to 100 ms apart), and a relay that takes the lock again at once can
-# starve a worker's heartbeat until its lease runs out.
+# starve a worker's heartbeat until its lease runs out. The pause lasts as long as the
+# batch held the lock (the lock is free at least half the time, so a waiter polling
+# every 100 ms gets in within a few tries), between these bounds.
 SQLITE_YIELD = 0.1
+SQLITE_MIN_YIELD = 0.02
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -86,10 +89,12 @@ class Relay:
                     backlog = False
                     entries = await self._claim_orphans()
                 if entries:
+                    began = time.monotonic()
                     await self.handle(entries)
                     self.outage.ended("relay: events stored again")
                     if len(entries) == READ_COUNT and self.settings.is_sqlite:
-                        await asyncio.sleep(SQLITE_YIELD)
+                        held = time.monotonic() - began
+                        await asyncio.sleep(min(max(held, SQLITE_MIN_YIELD), SQLITE_YIELD))
                 self.redis_outage.ended("relay: Redis back")
             except (RedisError, OSError, SQLAlchemyError) as error:
                 # Nothing was acknowledged: the entries stay pending, read again from "0".

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from app.events import (
     LostEvent,
     OutputEvent,
     TaskEvent,
+    dumps,
     run_channel,
     status_messages,
 )
@@ -39,6 +39,8 @@ class Applied:
     messages: list[tuple[str, str]] = field(default_factory=list)
     finished_entities: set[uuid.UUID] = field(default_factory=set)
     refused: int = 0
+    # Task events of the batch, in order: (run, position, status, when).
+    tasks: list[tuple[uuid.UUID, int, str, datetime]] = field(default_factory=list)
 
 
 async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]) -> Applied:
@@ -57,11 +59,12 @@ async def apply(session: AsyncSession, catalog: Catalog, events: Sequence[Event]
         if event["t"] == "output":
             await _output(session, catalog, fences[uuid.UUID(event["run"])], event, applied)
         elif event["t"] == "task":
-            await _task(session, event, applied)
+            _task(event, applied)
         elif event["t"] == "exit":
             await _exit(session, catalog, fences[uuid.UUID(event["run"])], event, applied)
         elif event["t"] == "lost":
             await _lost(session, event, applied)
+    await runs.record_tasks(session, applied.tasks)
     touched = {uuid.UUID(e["run"]) for e in logs} | _ended(current)
     for run_id in await runs.mark_log_complete(session, touched):
         fence = fences[run_id]
@@ -77,21 +80,14 @@ def _ended(events: Sequence[Event]) -> set[uuid.UUID]:
 
 
 async def _insert_lines(session: AsyncSession, logs: list[LogEvent], applied: Applied) -> None:
-    rows = [
-        {
-            "run_id": uuid.UUID(event["run"]),
-            "seq": seq,
-            "stream": stream,
-            "line": line,
-            "at": datetime.fromtimestamp(at, UTC),
-        }
-        for event in logs
-        for seq, stream, line, at in event["lines"]
-    ]
-    await runs.insert_log_lines(session, rows)
+    by_run: dict[str, list[runs.LogLine]] = {}
+    for event in logs:
+        by_run.setdefault(event["run"], []).extend(event["lines"])
+    for run_id, lines in by_run.items():
+        await runs.insert_lines(session, uuid.UUID(run_id), lines)
     for event in logs:
         body = {"type": "log", "lines": event["lines"]}
-        applied.messages.append((run_channel(event["run"]), json.dumps(body)))
+        applied.messages.append((run_channel(event["run"]), dumps(body)))
 
 
 async def _output(
@@ -114,15 +110,15 @@ async def _output(
         return
     task.outputs = {**task.outputs, event["name"]: value}
     body = {"type": "output", "task": event["task"], "name": event["name"], "value": value}
-    applied.messages.append((run_channel(event["run"]), json.dumps(body)))
+    applied.messages.append((run_channel(event["run"]), dumps(body)))
 
 
-async def _task(session: AsyncSession, event: TaskEvent, applied: Applied) -> None:
+def _task(event: TaskEvent, applied: Applied) -> None:
+    """Stored with the batch's other task events, in one go (``runs.record_tasks``)."""
     at = datetime.fromtimestamp(event["at"], UTC)
-    run_id = uuid.UUID(event["run"])
-    await runs.record_task(session, run_id, event["position"], event["status"], at)
+    applied.tasks.append((uuid.UUID(event["run"]), event["position"], event["status"], at))
     body = {"type": "task", "position": event["position"], "status": event["status"]}
-    applied.messages.append((run_channel(event["run"]), json.dumps(body)))
+    applied.messages.append((run_channel(event["run"]), dumps(body)))
 
 
 async def _lost(session: AsyncSession, event: LostEvent, applied: Applied) -> None:
@@ -133,7 +129,7 @@ async def _lost(session: AsyncSession, event: LostEvent, applied: Applied) -> No
     if seq is None:
         return
     body = {"type": "log", "lines": [(seq, "system", event["line"], event["at"])]}
-    applied.messages.append((run_channel(run_id), json.dumps(body)))
+    applied.messages.append((run_channel(run_id), dumps(body)))
 
 
 async def _exit(

@@ -43,13 +43,16 @@ class CollectingEmitter:
 
 async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
     catalog, settings = state.catalog, state.settings
-    async with session_scope(state.sessionmaker) as session:
-        task = await task_instances.get(session, uuid.UUID(payload["task_id"]))
-        every = await task_instances.of_entity(session, task.entity_id)
+    entity_id, task_id = uuid.UUID(payload["entity_id"]), uuid.UUID(payload["task_id"])
+    async with session_scope(state.sessionmaker, writes=False) as session:
+        every = await task_instances.of_entity(session, entity_id)
         known = [each for each in every if each.type in catalog.tasks]
         tasks, secrets = task_data(catalog, state.box, known)
-        entity = await entity_data(session, uuid.UUID(payload["entity_id"]))
+        entity = await entity_data(session, entity_id)
         secrets += await add_credentials(session, catalog, state.box, [entity])
+    task = next((each for each in every if each.id == task_id), None)
+    if task is None:
+        return {"code": 127, "error": "the task is gone", "outputs": {}, "stdout": [], "stderr": []}
     task_type = catalog.tasks[task.type]
     emitter = CollectingEmitter(secrets)
     try:

@@ -19,7 +19,11 @@ logger = logging.getLogger(__name__)
 
 MASK = "****"
 BATCH_LINES = 500
+# Events that come within FLUSH_EVERY of the last send wait that long to go with those
+# after them (a command writing a long log); after a quiet spell the first goes at once
+# (a run's first line is on its way to the user's screen).
 FLUSH_EVERY = 0.002
+QUIET = 0.02
 # Past this many unsent events the executor waits: memory stays bounded if Redis is away.
 MAX_PENDING = 20_000
 
@@ -42,6 +46,7 @@ class RunEmitter:
         self._wake = asyncio.Event()
         self._sent = asyncio.Event()
         self._closed = False
+        self._sent_at = 0.0
         self._flusher = asyncio.create_task(self._flush_loop())
 
     def mask(self, line: str) -> str:
@@ -96,8 +101,12 @@ class RunEmitter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(FLUSH_EVERY)  # gather a batch
+            if time.monotonic() - self._sent_at < QUIET:
+                await asyncio.sleep(FLUSH_EVERY)  # gather a batch
+            else:
+                await asyncio.sleep(0)  # what the executor has ready goes along
             await self._flush()
+            self._sent_at = time.monotonic()
             if self._closed and not self.pending:
                 return
 

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
-from app.catalog.types import TaskType
-from app.dispatch.executor_input import add_credentials, entity_data, task_data
+from app.catalog.types import OperationType, TaskType
+from app.dispatch.executor_input import add_credentials, entity_data, entity_plain, task_data
 from app.entities.entity import repository as entities
-from app.entities.entity.models import Entity
-from app.entities.operation import repository as operations
 from app.entities.run import repository as runs
+from app.entities.run.repository import Moved
 from app.entities.task import repository as task_instances
 from app.security.crypto import SecretBox
 
@@ -39,6 +38,7 @@ class Claim:
     run_id: uuid.UUID
     attempt: int
     first_seq: int
+    operation: OperationType
     steps: list[Step]
     entity: dict[str, Any]
     tasks: dict[str, dict[str, Any]]
@@ -58,10 +58,10 @@ async def claim(
     worker: str,
 ) -> Claim | None:
     """Take the run if it is queued and first in line for its entity; else ``None``."""
-    attempt = await runs.claim(session, run_id, lease, worker)
-    if attempt is None:
+    moved = await runs.claim(session, run_id, lease, worker)
+    if moved is None:
         return None
-    return await _plan(session, catalog, box, run_id, attempt)
+    return await _plan(session, catalog, box, run_id, moved)
 
 
 async def store_outputs(
@@ -80,12 +80,15 @@ async def store_task_ends(
     session: AsyncSession, run_id: uuid.UUID, ended: dict[int, tuple[str, float]]
 ) -> None:
     """How each task ended, stored with the run's end (the relay stores the same)."""
-    for position, (status, at) in ended.items():
-        await runs.record_task(session, run_id, position, status, datetime.fromtimestamp(at, UTC))
+    await runs.record_task_ends(
+        session,
+        run_id,
+        [(pos, status, datetime.fromtimestamp(at, UTC)) for pos, (status, at) in ended.items()],
+    )
 
 
 async def _resolve_references(
-    session: AsyncSession, catalog: Catalog, entity: Entity, tasks: dict[str, dict[str, Any]]
+    session: AsyncSession, catalog: Catalog, team_id: uuid.UUID, tasks: dict[str, dict[str, Any]]
 ) -> None:
     """Fields naming another entity: that entity as plain data, in ``refs``."""
     for task in tasks.values():
@@ -94,20 +97,24 @@ async def _resolve_references(
             target = task["values"].get(name)
             if target is None:
                 continue
-            found = await entities.id_in_team(session, kind, str(target), entity.team_id)
+            found = await entities.id_in_team(session, kind, str(target), team_id)
             if found is not None:
                 task["refs"][name] = await entity_data(session, found)
 
 
 async def _plan(
-    session: AsyncSession, catalog: Catalog, box: SecretBox, run_id: uuid.UUID, attempt: int
+    session: AsyncSession, catalog: Catalog, box: SecretBox, run_id: uuid.UUID, moved: Moved
 ) -> Claim:
-    run = await runs.get(session, run_id)
-    operation = await operations.get(session, run.operation_id)
-    entity = operation.entity
-    kind = catalog.kinds[entity.kind]
-    op_type = kind.operations[operation.type]
-    instances = {step.task.key: step.task for step in operation.steps}
+    """What the run will do, read in as few statements as the claim allows: the claim
+    answered the entity and the operation type; the catalogue has the steps."""
+    row = await entities.get(session, moved.entity_id)
+    entity = await entity_plain(session, row)
+    kind = catalog.kinds[row.kind]
+    op_type = kind.operations[moved.operation_type]
+    # Every task of the entity, not only this operation's: a backup needs the database
+    # task's values, a delete the files task's.
+    every = await task_instances.of_entity(session, moved.entity_id)
+    instances = {task.key: task for task in every}
     steps = [
         Step(i, key, catalog.tasks[instances[key].type]) for i, key in enumerate(op_type.steps)
     ]
@@ -115,24 +122,21 @@ async def _plan(
         Step(len(steps) + i, key, catalog.tasks[kind.tasks[key]], undo=True)
         for i, key in enumerate(op_type.on_failure)
     ]
-    # Every task of the entity, not only this operation's: a backup needs the database
-    # task's values, a delete the files task's.
-    every = await task_instances.of_entity(session, entity.id)
-    known = [task for task in every if task.type in catalog.tasks]
-    tasks, secrets = task_data(catalog, box, known)
+    tasks, secrets = task_data(catalog, box, [t for t in every if t.type in catalog.tasks])
     for key in op_type.on_failure:
         tasks.setdefault(key, {"type": kind.tasks[key], "values": {}, "outputs": {}})
-    await _resolve_references(session, catalog, entity, tasks)
-    plain = await entity_data(session, run.entity_id)
+    await _resolve_references(session, catalog, row.team_id, tasks)
     named = [ref for task in tasks.values() for ref in task["refs"].values()]
-    secrets += await add_credentials(session, catalog, box, [plain, *named])
-    last_seq = await runs.last_seq(session, run_id)
+    secrets += await add_credentials(session, catalog, box, [entity, *named])
+    # A first attempt has no lines before it; a later one numbers on after the last.
+    last_seq = await runs.last_seq(session, run_id) if moved.attempt > 1 else 0
     return Claim(
         run_id=run_id,
-        attempt=attempt,
+        attempt=moved.attempt,
         first_seq=last_seq + 1,
+        operation=op_type,
         steps=steps,
-        entity=plain,
+        entity=entity,
         tasks=tasks,
         secrets=secrets,
     )

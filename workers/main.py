@@ -1,4 +1,5 @@
-"""The worker process: two arq workers (runs, and fast actions), woken by push.
+"""The worker process: an arq worker for runs, woken by push, and a loop that takes
+actions off their list (``app.queue.enqueue_action``) as they come.
 
 arq's own loop sleeps ``poll_delay`` between looks at the queue, so every job waits
 up to that long. Here each enqueue publishes a wake-up, and the loop waits for it
@@ -27,22 +28,24 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.events import CANCEL_CHANNEL
 from app.queue import (
-    ACTION_JOB,
-    ACTIONS_QUEUE,
     RUN_JOB,
     RUNS_QUEUE,
     QueueClient,
     action_reply_key,
     create_redis,
+    next_action,
     wake_channel,
 )
 from app.security.crypto import SecretBox
 from workers.actions import encode_reply, execute_action
+from workers.emitter import cancel_quietly
 from workers.runner import WorkerState, execute_run, stop_all
 
 logger = logging.getLogger("aegir.worker")
 
 REPLY_TTL = 60
+ACTION_SLOTS = 20  # actions run at once by one worker
+ACTION_WAIT = 1.0  # seconds a BRPOP for the next action blocks
 
 
 class WakeableWorker(Worker):
@@ -89,14 +92,46 @@ async def _run_job(ctx: dict[Any, Any], run_id: str) -> str | None:
     return await execute_run(_context(ctx)["state"], uuid.UUID(run_id))
 
 
-async def _action_job(ctx: dict[Any, Any], payload: dict[str, Any]) -> None:
-    state = _context(ctx)["state"]
+async def _answer(state: WorkerState, payload: dict[str, Any]) -> None:
     reply = await execute_action(state, payload)
     key = action_reply_key(payload["job_id"])
     async with state.redis.pipeline(transaction=True) as pipe:
         pipe.rpush(key, encode_reply(reply))
         pipe.expire(key, REPLY_TTL)
         await pipe.execute()
+
+
+class ActionServer:
+    """Takes actions off their list, ``ACTION_SLOTS`` at a time, each answered within
+    the request that waits for it. Stopping takes no new one; those running finish."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+        self.slots = asyncio.Semaphore(ACTION_SLOTS)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def main(self) -> None:
+        while True:
+            await self.slots.acquire()
+            try:
+                payload = await next_action(self.state.redis, ACTION_WAIT)
+            except (RedisError, OSError) as error:
+                self.slots.release()
+                logger.warning("actions: Redis unavailable (%s); retrying", error)
+                await asyncio.sleep(0.5)
+                continue
+            if payload is None:
+                self.slots.release()
+                continue
+            task = asyncio.create_task(_answer(self.state, payload))
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("action failed", exc_info=task.exception())
 
 
 async def _listen(state: WorkerState, wakers: dict[str, WakeableWorker]) -> None:
@@ -139,6 +174,8 @@ def _watch_children_without_threads() -> None:
     instead (Linux 5.3+; the default from Python 3.12, where this is not needed)."""
     if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
         return
+    if not isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        return  # uvloop: libuv waits for children itself, without watchers
     try:
         os.close(os.pidfd_open(os.getpid()))
     except (AttributeError, OSError):
@@ -173,36 +210,36 @@ async def serve_worker(settings: Settings) -> None:
             job_timeout=7 * 24 * 3600,
             **common,
         ),
-        ACTIONS_QUEUE: WakeableWorker(
-            [func(_action_job, name=ACTION_JOB, keep_result=0, max_tries=1)],
-            queue_name=ACTIONS_QUEUE,
-            max_jobs=20,
-            job_timeout=120,
-            **common,
-        ),
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    actions = ActionServer(state)
+    taking = asyncio.create_task(actions.main())
     tasks = [asyncio.create_task(worker.main()) for worker in wakers.values()]
     tasks.append(asyncio.create_task(_listen(state, wakers)))
     logger.info("worker %s ready", state.name)
     await stop.wait()
     logger.info("worker %s stopping: no new runs", state.name)
-    await _shutdown(state, wakers, tasks)
+    await cancel_quietly(taking)  # no new action; those running are waited for below
+    await _shutdown(state, wakers, tasks, actions.tasks)
     await redis.aclose()
     await engine.dispose()
 
 
 async def _shutdown(
-    state: WorkerState, wakers: dict[str, WakeableWorker], tasks: list[asyncio.Task[Any]]
+    state: WorkerState,
+    wakers: dict[str, WakeableWorker],
+    tasks: list[asyncio.Task[Any]],
+    actions: set[asyncio.Task[None]],
 ) -> None:
     """Take no new job; let the running ones finish within the stop grace; then stop them
     (runs safe to run again are handed back, the others end cancelled) and wait for that."""
     for worker in wakers.values():
         worker.allow_pick_jobs = False
     running = [t for worker in wakers.values() for t in worker.tasks.values()]
+    running += actions
     if running:
         logger.info("worker %s: waiting for %d jobs to finish", state.name, len(running))
         _done, pending = await asyncio.wait(

@@ -14,7 +14,7 @@ from app.catalog.inputs import InvalidInput
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
-from app.dispatch.effects import apply_on_success
+from app.dispatch.effects import apply_on_success, has_effects
 from app.dispatch.executor_input import typed_input
 from app.dispatch.queueing import next_runs
 from app.entities.run import repository as runs
@@ -132,7 +132,7 @@ async def _finish(
                     # Stored before the run reads as ended, so the next run sees them.
                     await lease.store_outputs(session, entity_id, claimed.outputs)
                     await lease.store_task_ends(session, claimed.run_id, claimed.ended_tasks)
-                    if status == RunStatus.succeeded:
+                    if status == RunStatus.succeeded and has_effects(claimed.operation):
                         await apply_on_success(session, state.catalog, claimed.run_id)
                 following = await next_runs(session, [entity_id]) if entity_id else []
             break

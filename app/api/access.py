@@ -11,7 +11,7 @@ Who is asking comes from the router's gate, which runs before these: the API rou
 # No ``from __future__ import annotations``: FastAPI reads these closures' annotations.
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -54,7 +54,7 @@ async def visible_operation(
     return operation
 
 
-def _signed_in(request: Request) -> Principal:
+async def _signed_in(request: Request) -> Principal:
     """Who the router's gate let in."""
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):  # a router without a gate: refuse, never guess
@@ -65,7 +65,7 @@ def _signed_in(request: Request) -> Principal:
 Asking = Annotated[Principal, Depends(_signed_in)]
 
 
-def _site_admin(principal: Asking) -> Principal:
+async def _site_admin(principal: Asking) -> Principal:
     principal.require_admin()
     return principal
 
@@ -74,7 +74,7 @@ SiteAdmin = Annotated[Principal, Depends(_site_admin)]
 """The one asking, who must be a site admin (403 otherwise): users, teams, the audit log."""
 
 
-def _kind_in_path(catalog: CatalogDep, plural: str) -> EntityKind:
+async def _kind_in_path(catalog: CatalogDep, plural: str) -> EntityKind:
     kind = catalog.by_plural(plural)
     if kind is None:
         raise NotFound(f"there is no page {plural}")
@@ -85,8 +85,8 @@ PathKind = Annotated[EntityKind, Depends(_kind_in_path)]
 """The entity kind whose plural the path's ``{plural}`` is (the pages serve every kind)."""
 
 
-def _this(kind: EntityKind) -> Callable[[], EntityKind]:
-    def this_kind() -> EntityKind:
+def _this(kind: EntityKind) -> Callable[[], Awaitable[EntityKind]]:
+    async def this_kind() -> EntityKind:
         return kind
 
     return this_kind

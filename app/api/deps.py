@@ -1,4 +1,8 @@
-"""Dependency vocabulary shared by the routers: the app's state, the session, who asks."""
+"""Dependency vocabulary shared by the routers: the app's state, the session, who asks.
+
+Every dependency is ``async def``, even those that only read the app's state: FastAPI
+runs a plain ``def`` dependency in its thread pool, a thread hop each per request.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from app.security.principal import Principal
 from app.state import AppState, app_state
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
     return app_state(request.app)
 
 
@@ -37,19 +41,19 @@ async def _session(request: Request, state: StateDep) -> AsyncIterator[AsyncSess
         faults.point("api-after-commit")
 
 
-def _catalog(state: StateDep) -> Catalog:
+async def _catalog(state: StateDep) -> Catalog:
     return state.catalog
 
 
-def _settings(state: StateDep) -> Settings:
+async def _settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def _redis(state: StateDep) -> QueueClient:
+async def _redis(state: StateDep) -> QueueClient:
     return state.redis
 
 
-def _secret_box(state: StateDep) -> SecretBox:
+async def _secret_box(state: StateDep) -> SecretBox:
     return state.secret_box
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
@@ -81,7 +81,32 @@ class KubernetesStep:
         return f"kubernetes {self.step}"
 
 
-ExecutorBinding = AnsibleRole | LocalCommand | KubernetesStep
+class Sink(Protocol):
+    """Where an in-process task reports: the executors' ``Emitter``, seen from here."""
+
+    async def log(self, stream: str, line: str) -> None: ...
+
+    async def output(self, name: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """Run a coroutine inside the worker, with no subprocess: a run of it goes through
+    all that a command's does (claim, lease, events, relay, finish) and nothing else,
+    so the engine's own cost can be measured and tested apart from a program's start.
+
+    ``function(values, sink)`` logs and writes outputs through ``sink`` and answers the
+    exit code; cancel and the timeout stop it at its next ``await``.
+    """
+
+    function: Callable[[TaskFields, Sink], Awaitable[int]]
+    kind: ClassVar[Literal["inprocess"]] = "inprocess"
+
+    def describe(self, task_name: str) -> str:
+        return f"in-process {self.function.__module__}.{self.function.__qualname__}"
+
+
+ExecutorBinding = AnsibleRole | LocalCommand | KubernetesStep | InProcess
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db import utcnow
+from app.db import after_commit, utcnow
 from app.dispatch.audit import record
 from app.entities.team import repository as teams
 from app.entities.team.models import Membership, Role, Team
@@ -19,6 +19,7 @@ from app.entities.token.models import ApiToken
 from app.entities.user import repository as users
 from app.entities.user.models import User
 from app.errors import Conflict, InvalidInput, NotFound
+from app.security.auth import forget_principals
 from app.security.passwords import check_strength, hash_password, verify_password
 from app.security.principal import Principal
 from app.security.tokens import display_prefix, new_token, token_hash
@@ -73,6 +74,7 @@ async def set_member(
     else:
         membership.role = role
     await teams.add_membership(session, membership)
+    _forget(session)
     record(session, actor, "team.member_set", target_kind="team", target_id=team_id,
            team_id=team_id, user=user_id, role=role)  # fmt: skip
     return membership
@@ -83,6 +85,7 @@ async def remove_member(
 ) -> None:
     if not await teams.remove_membership(session, team_id, user_id):
         raise NotFound("no such member of that team")
+    _forget(session)
     record(session, actor, "team.member_removed", target_kind="team", target_id=team_id,
            team_id=team_id, user=user_id)  # fmt: skip
 
@@ -119,8 +122,20 @@ async def revoke_token(session: AsyncSession, actor: Principal, token_id: uuid.U
         raise NotFound(f"no token with id {token_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        _forget(session)
         record(session, actor, "token.revoked", target_kind="token", target_id=row.id)
     return row
+
+
+def _forget(session: AsyncSession) -> None:
+    """Who a token is changed: this process's cached principals go now, and once more
+    after the commit (a request may have cached the old answer in between)."""
+    forget_principals()
+    after_commit(session, _forget_later)
+
+
+async def _forget_later() -> None:
+    forget_principals()
 
 
 async def teams_to_own(session: AsyncSession, principal: Principal) -> list[Team]:

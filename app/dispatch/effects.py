@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.registry import Catalog
-from app.catalog.types import EntityKind
+from app.catalog.types import EntityKind, OperationType
 from app.dispatch.audit import record
 from app.dispatch.entities import missing_graph
 from app.entities.entity import repository as entities
@@ -24,6 +24,17 @@ from app.entities.task import repository as task_instances
 from app.entities.task.models import TaskInstance
 
 
+def has_effects(op_type: OperationType) -> bool:
+    """Whether a success of the operation changes anything beyond the run itself."""
+    effects = op_type.on_success
+    return not (
+        effects.state is None
+        and effects.repoint is None
+        and effects.repoint_output is None
+        and effects.copy_to is None
+    )
+
+
 async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid.UUID) -> None:
     run = await runs.get(session, run_id)
     entity = await entities.get(session, run.entity_id)
@@ -31,14 +42,9 @@ async def apply_on_success(session: AsyncSession, catalog: Catalog, run_id: uuid
     op_type = kind.operations.get(run.operation_type) if kind else None
     if kind is None or op_type is None:
         return
-    effects = op_type.on_success
-    if (
-        effects.state is None
-        and effects.repoint is None
-        and effects.repoint_output is None
-        and effects.copy_to is None
-    ):
+    if not has_effects(op_type):
         return
+    effects = op_type.on_success
     tasks = {task.key: task for task in await task_instances.of_entity(session, entity.id)}
     if effects.state is not None:
         entity.state = effects.state

@@ -56,7 +56,11 @@ async def entity_data(
     session: AsyncSession, entity_id: uuid.UUID, depth: int = 3
 ) -> dict[str, Any]:
     """The entity and what it references (site -> platform -> server), recursively."""
-    entity = await entities.get(session, entity_id)
+    return await entity_plain(session, await entities.get(session, entity_id), depth)
+
+
+async def entity_plain(session: AsyncSession, entity: Entity, depth: int = 3) -> dict[str, Any]:
+    """``entity_data`` of an entity read already (with its references)."""
     references: dict[str, Any] = {}
     for ref in entity.references:
         if depth > 1:

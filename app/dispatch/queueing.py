@@ -13,11 +13,7 @@ from app.entities.run import repository as runs
 
 async def next_runs(session: AsyncSession, entity_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     """For each entity with nothing running, its oldest queued run."""
-    ids = list(entity_ids)
-    if not ids:
-        return []
-    busy = await runs.busy_entities(session, ids)
-    return await runs.first_queued(session, [i for i in ids if i not in busy])
+    return await runs.first_queued(session, list(entity_ids))
 
 
 async def stale_queued(

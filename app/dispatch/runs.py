@@ -89,7 +89,7 @@ async def request(
            entity=operation.entity.name)  # fmt: skip
     after_commit(session, partial(_announce, redis, run.id, run.entity_id, RunStatus.queued))
     after_commit(session, partial(enqueue_run, redis, run.id))
-    return await runs.get(session, run.id)
+    return run  # as flushed, with its task rows: nothing to read back
 
 
 async def cancel(

@@ -48,7 +48,8 @@ async def _queued(client: httpx.AsyncClient, count: int) -> list[uuid.UUID]:
 
 async def _claim(app: FastAPI, run_id: uuid.UUID, lease: timedelta = LEASE) -> int | None:
     async with session_scope(app.state.sessionmaker) as session:
-        return await runs.claim(session, run_id, lease, f"worker-{uuid.uuid4()}")
+        moved = await runs.claim(session, run_id, lease, f"worker-{uuid.uuid4()}")
+        return None if moved is None else moved.attempt
 
 
 async def _finish(app: FastAPI, run_id: uuid.UUID, attempt: int, status: str) -> uuid.UUID | None:
@@ -242,7 +243,8 @@ async def test_a_lost_attempt_on_another_machine_says_it_was_not_checked(
 ) -> None:
     [run_id] = await _queued(client, 1)
     async with session_scope(app.state.sessionmaker) as session:
-        assert await runs.claim(session, run_id, GONE, "elsewhere.example:4242") == 1
+        moved = await runs.claim(session, run_id, GONE, "elsewhere.example:4242")
+        assert moved is not None and moved.attempt == 1
     swept = await _sweep(app)
     [event] = [event for event in swept.lost if event["run"] == str(run_id)]
     assert "worker elsewhere.example:4242" in event["line"]

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.operation.models import Operation, OperationTask
@@ -18,8 +18,9 @@ async def get(session: AsyncSession, operation_id: uuid.UUID) -> Operation:
         select(Operation)
         .where(Operation.id == operation_id)
         .options(
-            selectinload(Operation.steps).selectinload(OperationTask.task),
-            selectinload(Operation.entity)
+            # Joined, not a statement each: a run request reads this on every call.
+            selectinload(Operation.steps).joinedload(OperationTask.task, innerjoin=True),
+            joinedload(Operation.entity, innerjoin=True)
             .selectinload(Entity.references)
             .selectinload(EntityReference.target),
         )

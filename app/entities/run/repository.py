@@ -7,13 +7,26 @@ fencing, log lines).
 
 from __future__ import annotations
 
+import functools
+import math
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 
@@ -24,7 +37,7 @@ from app.entities.run.models import Run, RunLogLine, RunTask
 from app.entities.run.states import ACTIVE, Move, RunStatus, TaskStatus
 from app.errors import NotFound
 
-INSERT_CHUNK = 1000
+INSERT_CHUNK = 10_000
 
 
 async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
@@ -94,19 +107,13 @@ async def expired_leases(session: AsyncSession, now: datetime) -> list[Run]:
 # What goes next: one run at a time per entity, oldest first.
 
 
-async def busy_entities(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of the entities with an active run."""
-    query = select(Run.entity_id).where(Run.entity_id.in_(entity_ids), Run.status.in_(ACTIVE))
-    return set(await session.scalars(query))
-
-
 async def first_queued(session: AsyncSession, entity_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Each entity's oldest queued run."""
+    """Each entity's oldest queued run, for those of the entities with no active run."""
     if not entity_ids:
         return []
     rows = await session.execute(
         select(Run.entity_id, Run.id)
-        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued)
+        .where(Run.entity_id.in_(entity_ids), Run.status == RunStatus.queued, ~_busy())
         .order_by(Run.created_at, Run.id)
     )
     first: dict[uuid.UUID, uuid.UUID] = {}
@@ -135,6 +142,7 @@ class Moved(NamedTuple):
     entity_id: uuid.UUID
     attempt: int
     status: str
+    operation_type: str
 
 
 async def _move(
@@ -159,7 +167,10 @@ async def _move(
     if to is not None:
         values = {**values, "status": to}
     statement = (
-        update(Run).where(*fence).values(**values).returning(Run.entity_id, Run.attempt, Run.status)
+        update(Run)
+        .where(*fence)
+        .values(**values)
+        .returning(Run.entity_id, Run.attempt, Run.status, Run.operation_type)
     )
     row = (await session.execute(statement)).first()
     return None if row is None else Moved(*row)
@@ -167,21 +178,26 @@ async def _move(
 
 async def claim(
     session: AsyncSession, run_id: uuid.UUID, lease: timedelta, worker: str
-) -> int | None:
-    """Take the run if it is queued and first in line for its entity: its new attempt.
+) -> Moved | None:
+    """Take the run if it is queued and first in line for its entity: the run as taken,
+    with its new attempt.
 
     The attempt number is the fencing token: the claim increments it, every heartbeat,
     event and finish carries it, and whatever carries an older one is refused.
     """
-    entity_id = await session.scalar(select(Run.entity_id).where(Run.id == run_id))
-    if entity_id is None:
-        return None
-    # PostgreSQL: two claims for one entity wait on this row (FOR NO KEY UPDATE, which
-    # still lets a new run's foreign-key check on the entity through: FOR UPDATE made run
-    # requests wait on claims). SQLite has one writer anyway.
-    await session.execute(
-        select(Entity.id).where(Entity.id == entity_id).with_for_update(key_share=True)
-    )
+    if session.get_bind().dialect.name != "sqlite":
+        # Two claims for one entity wait on its row (FOR NO KEY UPDATE, which still lets
+        # a new run's foreign-key check on the entity through: FOR UPDATE made run
+        # requests wait on claims). SQLite needs no lock: a writing transaction holds
+        # the database's one write lock from its BEGIN IMMEDIATE.
+        locked = await session.scalar(
+            select(Entity.id)
+            .join(Run, Run.entity_id == Entity.id)
+            .where(Run.id == run_id)
+            .with_for_update(key_share=True, of=Entity)
+        )
+        if locked is None:
+            return None
     now = utcnow()
     values = {
         "attempt": Run.attempt + 1,
@@ -195,7 +211,7 @@ async def claim(
     # A new attempt waits until the last one's log is complete (its lines, and the line
     # saying why it ended): its lines then follow, never collide with, the old ones.
     previous_logged = or_(Run.attempt == 0, Run.log_complete.is_(True))
-    moved = await _move(
+    return await _move(
         session,
         run_id,
         Move.claim,
@@ -203,11 +219,20 @@ async def claim(
         also=[~_ahead(), previous_logged],
         values=values,
     )
-    return None if moved is None else moved.attempt
 
 
+@functools.cache
+def _busy() -> ColumnElement[bool]:
+    """The run's entity has an active run (built once: building it costs more than the
+    query it is part of)."""
+    active = aliased(Run)
+    return exists().where(active.entity_id == Run.entity_id, active.status.in_(ACTIVE))
+
+
+@functools.cache
 def _ahead() -> ColumnElement[bool]:
-    """Another run of the same entity is active, or was queued before this one."""
+    """Another run of the same entity is active, or was queued before this one (built
+    once, as ``_busy``)."""
     other = aliased(Run)
     return exists().where(
         other.entity_id == Run.entity_id,
@@ -369,6 +394,40 @@ async def record_task(
     )
 
 
+def _task_update(when: str) -> Update:
+    # Core, not the ORM's bulk UPDATE by primary key, which fails a whole batch when a
+    # row is missing; like ``record_task``, a task row that is not there is left alone.
+    table = cast(Table, RunTask.__table__)
+    return (
+        update(table)
+        .where(table.c.run_id == bindparam("r"), table.c.position == bindparam("p"))
+        .values({"status": bindparam("s"), when: bindparam("at")})
+    )
+
+
+_TASK_UPDATES = {when: _task_update(when) for when in ("started_at", "finished_at")}
+
+
+async def record_tasks(
+    session: AsyncSession, events: Sequence[tuple[uuid.UUID, int, str, datetime]]
+) -> None:
+    """Task events (run, position, status, when) in bulk: the starts, then the ends (a
+    task's end always comes after its start), one executemany each."""
+    starts = [e for e in events if e[2] == TaskStatus.running]
+    ends = [e for e in events if e[2] != TaskStatus.running]
+    for rows, when in ((starts, "started_at"), (ends, "finished_at")):
+        if rows:
+            params = [{"r": r, "p": p, "s": s, "at": at} for r, p, s, at in rows]
+            await session.execute(_TASK_UPDATES[when], params)
+
+
+async def record_task_ends(
+    session: AsyncSession, run_id: uuid.UUID, ended: Sequence[tuple[int, str, datetime]]
+) -> None:
+    """How tasks ended, (position, status, when), in one statement."""
+    await record_tasks(session, [(run_id, position, status, at) for position, status, at in ended])
+
+
 async def _close_tasks(session: AsyncSession, run_id: uuid.UUID, final: bool) -> None:
     """Tasks a settled run left unfinished: skipped, or pending again when requeued."""
     unfinished = (TaskStatus.pending, TaskStatus.running)
@@ -402,13 +461,57 @@ async def lock_for_events(
     return {row.id: EventFence(row.attempt, row.status, row.entity_id) for row in rows}
 
 
-async def insert_log_lines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Core bulk inserts in chunks; a line stored already (same run and seq) is skipped."""
+# The relay's bulk insert, as the driver's own SQL: at 10,000 lines a batch, the ORM's
+# bulk path and SQLAlchemy's per-row bind processing cost more than the INSERT itself.
+_INSERT_LINES = {
+    "sqlite": "INSERT INTO run_log_lines (run_id, seq, stream, line, at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING",
+    "postgresql": "INSERT INTO run_log_lines (run_id, seq, stream, line, at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, seq) DO NOTHING",
+}
+
+LogLine = tuple[int, str, str, float]  # seq, stream, line, epoch seconds: the wire form
+
+
+class _SqliteTimes:
+    """Epoch seconds as SQLAlchemy's DateTime stores a UTC time on SQLite (which
+    ``UTCDateTime`` reads back); the date and time part made once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, epoch: float) -> str:
+        # Rounded to the microsecond as datetime.fromtimestamp rounds (its own steps).
+        fraction, whole = math.modf(epoch)
+        second, micro = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{self._prefix}.{micro:06d}"
+
+
+async def insert_lines(session: AsyncSession, run_id: uuid.UUID, lines: Sequence[LogLine]) -> None:
+    """A run's lines, in bulk; a line stored already (same run and seq) is skipped."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect == "sqlite":
+        times, key = _SqliteTimes(), run_id.hex  # as the Uuid type stores it there
+        rows: list[tuple[Any, ...]] = [(key, q, s, t, times(at)) for q, s, t, at in lines]
+    else:
+        rows = [(run_id, q, s, t, datetime.fromtimestamp(at, UTC)) for q, s, t, at in lines]
+    connection = await session.connection()
     for start in range(0, len(rows), INSERT_CHUNK):
-        statement = insert(RunLogLine).on_conflict_do_nothing(index_elements=["run_id", "seq"])
-        await session.execute(statement, rows[start : start + INSERT_CHUNK])
+        await connection.exec_driver_sql(_INSERT_LINES[dialect], rows[start : start + INSERT_CHUNK])
+
+
+async def insert_log_lines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """``insert_lines`` from ``{run_id, seq, stream, line, at}`` rows (``at`` aware)."""
+    by_run: dict[uuid.UUID, list[LogLine]] = {}
+    for row in rows:
+        line = (row["seq"], row["stream"], row["line"], row["at"].timestamp())
+        by_run.setdefault(row["run_id"], []).append(line)
+    for run_id, lines in by_run.items():
+        await insert_lines(session, run_id, lines)
 
 
 async def mark_log_complete(
@@ -425,15 +528,25 @@ async def mark_log_complete(
     )
     completed: set[uuid.UUID] = set()
     for run_id, emitted in rows:
-        stored = await session.scalar(
-            select(func.count())
-            .select_from(RunLogLine)
-            .where(RunLogLine.run_id == run_id, RunLogLine.seq <= emitted)
-        )
-        if stored == emitted:
-            await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
-            completed.add(run_id)
+        if emitted and not await _all_stored(session, run_id, emitted):
+            continue
+        await session.execute(update(Run).where(Run.id == run_id).values(log_complete=True))
+        completed.add(run_id)
     return completed
+
+
+async def _all_stored(session: AsyncSession, run_id: uuid.UUID, emitted: int) -> bool:
+    """Lines 1..emitted are all stored (a run that emitted none has all of them)."""
+    # While the last line emitted is not stored, some line is missing for sure: one
+    # index lookup, where counting read every line stored so far, batch after batch.
+    if await last_seq(session, run_id) < emitted:
+        return False
+    stored = await session.scalar(
+        select(func.count())
+        .select_from(RunLogLine)
+        .where(RunLogLine.run_id == run_id, RunLogLine.seq <= emitted)
+    )
+    return stored == emitted
 
 
 async def lost_unlogged(session: AsyncSession, limit: int = 500) -> list[Run]:
