@@ -99,7 +99,7 @@ class WriteGate:
         self._waiting = 0
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self) -> AsyncIterator[Turn]:
         """Hold the gate for one transaction; ``WritesBusy`` when the line is too long."""
         if self._waiting >= self.queue:
             raise WritesBusy(f"{self._waiting} writes are waiting already; try again")
@@ -111,10 +111,23 @@ class WriteGate:
             raise WritesBusy(f"no turn to write within {self.wait:g} s; try again") from None
         finally:
             self._waiting -= 1
+        held = Turn(self._lock)
         try:
-            yield
+            yield held
         finally:
+            held.release()
+
+
+class Turn:
+    """A writer's turn at the gate; given back once, at the boundary or before it."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock: asyncio.Lock | None = lock
+
+    def release(self) -> None:
+        if self._lock is not None:
             self._lock.release()
+            self._lock = None
 
 
 _GATES: WeakKeyDictionary[Engine, WriteGate] = WeakKeyDictionary()
@@ -134,6 +147,7 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[DBAPIConnection, Connectio
 
 
 WRITE_OPTION = "aegir_writes"
+TURN = "aegir_write_turn"
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -200,7 +214,9 @@ async def session_scope(
     commit or rollback; ``WritesBusy`` when the turn does not come in time.
     """
     async with sessionmaker() as session:
-        async with _turn(session, writes):
+        async with _turn(session, writes) as held:
+            if isinstance(held, Turn):
+                session.info[TURN] = held
             try:
                 if writes:
                     await _begin_writing(session)
@@ -211,6 +227,16 @@ async def session_scope(
             else:
                 await session.commit()
         await _run_after_commit(session)
+
+
+async def commit_and_yield(session: AsyncSession) -> None:
+    """Commit now and give this session's turn to write to the next writer: for a
+    request that then waits a long time (an action waiting for its answer) and writes
+    nothing more. On SQLite every other write of the process would wait behind it."""
+    await session.commit()
+    held = session.info.pop(TURN, None)
+    if isinstance(held, Turn):
+        held.release()
 
 
 def _turn(session: AsyncSession, writes: bool) -> AbstractAsyncContextManager[object]:

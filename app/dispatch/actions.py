@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.types import ActionType, EntityKind
+from app.db import commit_and_yield
 from app.entities.task import repository as task_instances
 from app.errors import AegirError, NotFound, Unavailable
 from app.queue import QueueClient, action_reply, enqueue_action
@@ -33,7 +34,9 @@ async def perform(
     action: ActionType,
 ) -> BaseModel:
     payload = await _payload(session, kind, entity_id, action)
-    await session.commit()  # nothing to write; do not hold a transaction while we wait
+    # The audit line is written: hold neither a transaction nor, on SQLite, this
+    # process's turn to write while we wait (other requests would queue behind us).
+    await commit_and_yield(session)
     seconds = action.timeout.total_seconds()
     try:
         job_id = await enqueue_action(redis, payload, expires=seconds)
