@@ -68,7 +68,9 @@ class AnsibleExecutor:
             record = processes.record_for(context)
             command, why = await forks.servers.command(runner.env, record, runner.command)
             if why:
-                await emit.log("system", f"Ansible fast path unavailable ({why}); running ansible-playbook")
+                await emit.log(
+                    "system", f"Ansible fast path unavailable ({why}); running ansible-playbook"
+                )
             runner.command = processes.command(record, context.cancel_grace, command)
             return await _drive(runner, context, emit, cancel)
         finally:
@@ -122,6 +124,9 @@ def _ansible_env(base: Path, roles: Path, work_dir: Path) -> dict[str, str]:
         "ANSIBLE_HOME": str(work_dir / "ansible-home"),
         # SSH connections are kept open a minute and shared by the tasks that follow.
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work_dir / "ssh-control"),
+        # A module's code through the connection's stdin: one round trip, not a temporary
+        # file put and run (no role uses become, whose requiretty would refuse it).
+        "ANSIBLE_PIPELINING": "true",
         "ANSIBLE_LOCAL_TEMP": str(base / "tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_FORCE_COLOR": "true",

@@ -41,7 +41,7 @@ def _request(server: str, record: str, argv: list[str]) -> socket.socket:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     client.connect(server)
     body = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "record": record}
-    fds = bytes().join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
     client.sendmsg([json.dumps(body).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
     return client
 

@@ -115,22 +115,31 @@ class ForkServers:
 
 async def _start(env: dict[str, str]) -> ForkServer:
     directory = Path(tempfile.mkdtemp(prefix="aegir-ansible-"))
-    (directory / "warm").mkdir()
-    server_env = env | {name: str(directory / path) for name, path in PER_RUN.items()}
-    argv = [sys.executable, str(SERVER), str(directory / "socket"), str(os.getpid())]
-    with open(directory / "server.log", "wb") as log:
-        # From this (the event loop's) thread, not a pool's: the server's
-        # PR_SET_PDEATHSIG follows the thread that started it. A fork-exec, once.
-        process = subprocess.Popen(  # noqa: S603 - our own script, an argv list
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-            env=server_env, cwd=directory, start_new_session=True,
-        )
-    server = ForkServer(process, directory)
-    if not await asyncio.to_thread(_ready, process):
+    server = _spawn(env, directory)
+    if not await asyncio.to_thread(_ready, server.process):
         why = _last_line(directory)
         server.stop()
         raise ForkServerUnavailable(f"the fork server did not start: {why}")
     return server
+
+
+def _spawn(env: dict[str, str], directory: Path) -> ForkServer:
+    """Called in the event loop's thread, not a pool's: the server's PR_SET_PDEATHSIG
+    follows the thread that started it. A fork-exec and a directory, once per worker."""
+    (directory / "warm").mkdir()
+    server_env = env | {name: str(directory / path) for name, path in PER_RUN.items()}
+    argv = [sys.executable, str(SERVER), str(directory / "socket"), str(os.getpid())]
+    with open(directory / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=server_env,
+            cwd=directory,
+            start_new_session=True,
+        )
+    return ForkServer(process, directory)
 
 
 def _ready(process: subprocess.Popen[bytes]) -> bool:

@@ -103,10 +103,10 @@ def forget_last_playbook() -> None:
     from ansible.utils import vars as ansible_vars
     from ansible.utils.context_objects import GlobalCLIArgs
 
-    GlobalCLIArgs._Singleton__instance = None  # type: ignore[attr-defined]
+    GlobalCLIArgs._Singleton__instance = None
     VaultSecretsContext._current = None
-    ansible_vars.load_extra_vars.extra_vars = None  # type: ignore[attr-defined]
-    ansible_vars.load_options_vars.options_vars = None  # type: ignore[attr-defined]
+    ansible_vars.load_extra_vars.extra_vars = None
+    ansible_vars.load_options_vars.options_vars = None
 
 
 def play(argv: list[str]) -> int:
@@ -138,12 +138,30 @@ def warm(directory: Path) -> None:
         raise RuntimeError(f"the warm-up play failed (exit code {code})")
 
 
+def module_cache() -> str:
+    """Where this process keeps the modules it built (AnsiballZ: a module and the
+    module_utils it imports, found by parsing them; no arguments, no secrets)."""
+    from ansible import constants
+
+    return os.path.join(constants.DEFAULT_LOCAL_TMP, "ansiballz_cache")
+
+
+def share_module_cache(shared: str) -> None:
+    """A fork's own temporary directory (per run), but the server's built modules:
+    built once per worker, not once per playbook. Ansible locks each entry while it
+    builds it, for its own forks; the same lock serves ours."""
+    os.makedirs(shared, exist_ok=True)
+    own = module_cache()
+    if not os.path.lexists(own):
+        os.symlink(shared, own)
+
+
 def fresh_callback_state() -> None:
     """ansible-runner's stdout callback keeps, from its import (the warm-up's), where it
     writes events (``AWX_ISOLATED_DATA_DIR``): a fork gets a context of its own."""
     for module in list(sys.modules.values()):
         if hasattr(module, "EventContext") and hasattr(module, "event_context"):
-            module.event_context = module.EventContext()
+            module.event_context = module.EventContext()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -166,6 +184,7 @@ class Server:
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     forks: dict[int, Fork] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=lambda: fixed_at_import(dict(os.environ)))
+    modules: str = field(default_factory=module_cache)
 
     def serve(self) -> None:
         self.selector.register(self.listener, selectors.EVENT_READ, None)
@@ -220,7 +239,7 @@ class Server:
             code = 1
             try:
                 code = self._child(client, request, fds)
-            except BaseException:  # noqa: BLE001 - a fork must never return into the server
+            except BaseException:  # a fork must never return into the server's loop
                 traceback.print_exc()
             finally:
                 os._exit(code)
@@ -246,6 +265,7 @@ class Server:
         os.environ.clear()
         os.environ.update(request["env"])
         reload_settings()
+        share_module_cache(self.modules)
         fresh_callback_state()
         warnings.filterwarnings("ignore", "AnsibleCollectionFinder has already been configured")
         code = play(request["argv"])
@@ -277,10 +297,8 @@ class Server:
         self.selector.unregister(fork.pidfd)
         os.close(fork.pidfd)
         del self.forks[fork.pid]
-        try:
+        with contextlib.suppress(OSError):  # killed already: no one waits for the code
             fork.client.sendall(f"exit {code}".encode())
-        except OSError:
-            pass  # killed already: no one waits for the code
         if fork.client.fileno() >= 0:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fork.client)
@@ -289,18 +307,25 @@ class Server:
         Path(fork.record).unlink(missing_ok=True)
 
     def _stop_leftovers(self, fork: Fork) -> None:
-        """As the shepherd does: nothing a playbook started outlives it."""
+        """As the shepherd does: nothing a playbook started outlives it, but an SSH
+        connection (ControlPersist): kept for the worker's next playbooks, it runs no
+        command, and it closes itself once unused for a minute."""
         left = shepherd.members(fork.pid)
-        # Others of ours (another run's playbook and what it runs) are not this one's.
+        # Not ours: the other forks, what they run, and their runs' tagged processes.
         others = shepherd.descendants(os.getpid()) - set(self.forks)
         if others and fork.tag:
             left |= others & shepherd.tagged(fork.tag)
+        if others and len(self.forks) == 1:
+            # No other playbook runs: what is left is this one's (ssh rewrites its
+            # environment, tag included, when it names itself "ssh: PATH [mux]").
+            left |= others
+        left = {pid for pid in left if not _ssh_master(pid)}
         if not left:
             return
         names = ", ".join(sorted({_name(pid) for pid in left}))
+        line = f"aegir: the command left {len(left)} process(es) running ({names}); stopping them"
         with contextlib.suppress(OSError):
-            line = f"aegir: the command left {len(left)} process(es) running ({names}); stopping them\n"
-            os.write(fork.stderr, line.encode())
+            os.write(fork.stderr, f"{line}\n".encode())
         for pid in left:
             shepherd.send(pid, signal.SIGKILL)
 
@@ -332,7 +357,9 @@ def _receive(client: socket.socket) -> tuple[dict[str, Any], list[int]]:
     data, ancillary, _flags, _address = client.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(3 * 4))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.extend(int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload), 4))
+            fds.extend(
+                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload), 4)
+            )
     if len(fds) != 3:
         for fd in fds:
             os.close(fd)
@@ -350,10 +377,17 @@ def _write_record(fork: Fork) -> None:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+
+
+def _ssh_master(pid: int) -> bool:
+    """An OpenSSH connection master, as it names itself ("ssh: PATH [mux]")."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return command.startswith(b"ssh: ") and b"[mux]" in command
 
 
 def _name(pid: int) -> str:
