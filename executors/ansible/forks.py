@@ -73,9 +73,11 @@ def fork_record(record: Path) -> Path:
 
 
 class ForkServers:
-    """The fork servers of this process, by what they fixed at import."""
+    """The fork servers of this process, by what they fixed at import; each run by
+    ``python`` (this interpreter: the one Ansible is installed in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
         self._servers: dict[tuple[tuple[str, str], ...], ForkServer] = {}
         self._failed: dict[tuple[tuple[str, str], ...], str] = {}
         # One per event loop: tests run several loops in one process.
@@ -99,7 +101,7 @@ class ForkServers:
             server = self._servers.get(key)
             if server is None or not server.alive():
                 try:
-                    server = self._servers[key] = await _start(env)
+                    server = self._servers[key] = await _start(self.python, env)
                 except ForkServerUnavailable as error:
                     self._failed[key] = str(error)
                     return argv, str(error)
@@ -113,9 +115,9 @@ class ForkServers:
         self._servers.clear()
 
 
-async def _start(env: dict[str, str]) -> ForkServer:
+async def _start(python: str, env: dict[str, str]) -> ForkServer:
     directory = Path(tempfile.mkdtemp(prefix="aegir-ansible-"))
-    server = _spawn(env, directory)
+    server = _spawn(python, env, directory)
     if not await asyncio.to_thread(_ready, server.process):
         why = _last_line(directory)
         server.stop()
@@ -123,12 +125,12 @@ async def _start(env: dict[str, str]) -> ForkServer:
     return server
 
 
-def _spawn(env: dict[str, str], directory: Path) -> ForkServer:
+def _spawn(python: str, env: dict[str, str], directory: Path) -> ForkServer:
     """Called in the event loop's thread, not a pool's: the server's PR_SET_PDEATHSIG
     follows the thread that started it. A fork-exec and a directory, once per worker."""
     (directory / "warm").mkdir()
     server_env = env | {name: str(directory / path) for name, path in PER_RUN.items()}
-    argv = [sys.executable, str(SERVER), str(directory / "socket"), str(os.getpid())]
+    argv = [python, str(SERVER), str(directory / "socket"), str(os.getpid())]
     with open(directory / "server.log", "wb") as log:
         process = subprocess.Popen(
             argv,

@@ -185,11 +185,22 @@ class Server:
     forks: dict[int, Fork] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=lambda: fixed_at_import(dict(os.environ)))
     modules: str = field(default_factory=module_cache)
+    # A pipe that a signal's arrival writes to (signal.set_wakeup_fd): its two ends.
+    wake: int = -1
+    wakeup: int = -1
 
     def serve(self) -> None:
+        """Until SIGTERM (the worker stops it, or died): then back to ``main``, which
+        stops everything, between two steps of this loop, never within one."""
+        self.wake, self.wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self.wake, selectors.EVENT_READ, "wake")
         self.selector.register(self.listener, selectors.EVENT_READ, None)
+        signal.set_wakeup_fd(self.wakeup)
+        signal.signal(signal.SIGTERM, _noted)
         while True:
             for key, _mask in self.selector.select(timeout=1.0):
+                if key.data == "wake":
+                    return
                 if key.data is None:
                     self._accept()
                 else:
@@ -274,6 +285,9 @@ class Server:
         return code
 
     def _close_all(self) -> None:
+        signal.set_wakeup_fd(-1)
+        os.close(self.wake)
+        os.close(self.wakeup)
         for fork in self.forks.values():
             for fd in (fork.pidfd, fork.stderr):
                 os.close(fd)
@@ -296,6 +310,7 @@ class Server:
         self._stop_leftovers(fork)
         self.selector.unregister(fork.pidfd)
         os.close(fork.pidfd)
+        Path(fork.record).unlink(missing_ok=True)
         del self.forks[fork.pid]
         with contextlib.suppress(OSError):  # killed already: no one waits for the code
             fork.client.sendall(f"exit {code}".encode())
@@ -304,7 +319,6 @@ class Server:
                 self.selector.unregister(fork.client)
             fork.client.close()
         os.close(fork.stderr)
-        Path(fork.record).unlink(missing_ok=True)
 
     def _stop_leftovers(self, fork: Fork) -> None:
         """As the shepherd does: nothing a playbook started outlives it, but an SSH
@@ -408,6 +422,10 @@ class _Stop(Exception):
 
 def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
+
+
+def _noted(_signum: int, _frame: object) -> None:
+    """Nothing here: the wake-up file descriptor tells the loop."""
 
 
 def main(args: list[str]) -> int:
