@@ -180,7 +180,6 @@ class Fork:
 @dataclass
 class Server:
     listener: socket.socket
-    directory: Path
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     forks: dict[int, Fork] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=lambda: fixed_at_import(dict(os.environ)))
@@ -450,7 +449,7 @@ def main(args: list[str]) -> int:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)
-    server = Server(listener, path.parent)
+    server = Server(listener)
     os.write(ready, READY)
     os.close(ready)
     try:
