@@ -294,15 +294,14 @@ def _hosting(root: Path) -> Iterator[tuple[Hosting, Path]]:
         yield hosting, into
 
 
-# Where a playbook's time goes, by the frame that holds it (inclusive samples).
+# Where an install's time goes: samples whose stack holds one of these frames.
 PROFILE_FRAMES = {
-    "the worker itself (API of arq, ansible-runner, events)": "WORKER",
-    "ansible-playbook in a fork of the server (all of it)": "Server._child",
-    "play and role loading, templating (in the fork)": "PlaybookExecutor.run",
-    "Ansible forking a worker per task and host": "Popen._launch (multiprocessing",
-    "building modules (AnsiballZ: module_utils found by parsing)": "_find_module_utils",
-    "modules running (their Python start, imports from the zip)": "_ansiballz_main",
-    "shepherd and fork client (a Python start each)": "shepherd.py",
+    "the worker process itself (arq, ansible-runner reading events)": ("WORKER",),
+    "ansible-playbook: the server's fork and Ansible's per-task processes": ("Server._child",),
+    "of which Ansible's per-task processes (templating, connection)": ("WorkerProcess.run",),
+    "building modules (AnsiballZ: module_utils found by parsing)": ("_find_module_utils",),
+    "modules running (their Python start, imports from the zip)": ("_ansiballz_main",),
+    "shepherds and fork clients (a Python start each)": ("shepherd.py", "forkclient.py"),
 }
 
 
@@ -346,8 +345,8 @@ def _shares(raw: Path, worker: int) -> Profile:
         own = frames[0].startswith(f"process {worker}:") and not (
             len(frames) > 1 and frames[1].startswith("process ")
         )
-        for label, marker in PROFILE_FRAMES.items():
-            if (marker == "WORKER" and own) or (marker != "WORKER" and marker in stack):
+        for label, markers in PROFILE_FRAMES.items():
+            if (own and "WORKER" in markers) or any(marker in stack for marker in markers):
                 counts[label] += int(count)
     return Profile(total, {k: v / total for k, v in counts.items()} if total else {})
 
@@ -448,9 +447,10 @@ def _render_profile(profile: Profile) -> list[str]:
     lines += [f"| {label} | {share:.0%} |" for label, share in profile.shares.items()]
     lines += [
         "",
-        "Next step: one playbook per operation (a play per task, task boundaries taken "
-        "from the event stream) would leave one play set-up and one handler flush per "
-        "operation; modules' own Python start on the target stays, as in the baseline.",
+        "The next step, should more be wanted: one playbook per operation (a play per "
+        "task, task boundaries taken from the event stream) would leave one play set-up "
+        "and one handler flush per operation; modules' own Python start on the target "
+        "stays, as in the baseline.",
     ]
     return lines
 
