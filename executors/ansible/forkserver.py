@@ -36,6 +36,7 @@ import importlib.util
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -458,6 +459,8 @@ def main(args: list[str]) -> int:
         pass
     finally:
         server.stop()
+        # Made for this server alone (executors.ansible.forks); its worker may be gone.
+        shutil.rmtree(path.parent, ignore_errors=True)
     return 0
 
 
