@@ -24,6 +24,7 @@ from typing import Any
 
 from app.catalog.types import AnsibleRole
 from executors import processes
+from executors.ansible import forks
 from executors.ansible.variables import SshAccess, hosts_of, inventory, variables
 from executors.base import (
     EXIT_CANCELLED,
@@ -65,7 +66,12 @@ class AnsibleExecutor:
             runner = _prepare(base, self.role, self.roles, extra, hosts, context.work_dir)
             # ansible-playbook, its forks and what they run die with the worker.
             record = processes.record_for(context)
-            runner.command = processes.command(record, context.cancel_grace, runner.command)
+            command, why = await forks.servers.command(runner.env, record, runner.command)
+            if why:
+                await emit.log(
+                    "system", f"Ansible fast path unavailable ({why}); running ansible-playbook"
+                )
+            runner.command = processes.command(record, context.cancel_grace, command)
             return await _drive(runner, context, emit, cancel)
         finally:
             await asyncio.to_thread(shutil.rmtree, base, True)
@@ -114,9 +120,13 @@ def _ansible_env(base: Path, roles: Path, work_dir: Path) -> dict[str, str]:
         "PATH": bin_dir if not path else f"{bin_dir}:{path}",
         "ANSIBLE_ROLES_PATH": ":".join(roles_path),
         "ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS),
-        "ANSIBLE_HOME": str(base / "home"),
+        # Shared by the worker's playbooks: a fork server fixes it when it imports Ansible.
+        "ANSIBLE_HOME": str(work_dir / "ansible-home"),
         # SSH connections are kept open a minute and shared by the tasks that follow.
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work_dir / "ssh-control"),
+        # A module's code through the connection's stdin: one round trip, not a temporary
+        # file put and run (no role uses become, whose requiretty would refuse it).
+        "ANSIBLE_PIPELINING": "true",
         "ANSIBLE_LOCAL_TEMP": str(base / "tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_FORCE_COLOR": "true",
