@@ -83,6 +83,28 @@ class ExecutorUnavailable(Exception):
     """The task's back-end cannot run here (not built yet, or not installed)."""
 
 
+# A line a command prints to write its task's outputs: the marker, then a JSON object.
+OUTPUT_MARKER = "::output:: "
+
+
+async def write_outputs(line: str, emit: Emitter) -> bool:
+    """``True`` if ``line`` was an output line (its values written, or why not said);
+    ``False``: an ordinary line, for the caller to log."""
+    if not line.startswith(OUTPUT_MARKER):
+        return False
+    try:
+        outputs = json.loads(line[len(OUTPUT_MARKER) :])
+    except json.JSONDecodeError:
+        await emit.log("system", f"not valid JSON after {OUTPUT_MARKER.strip()}: {line}")
+        return True
+    if not isinstance(outputs, dict):
+        await emit.log("system", f"{OUTPUT_MARKER.strip()} needs a JSON object")
+        return True
+    for name, value in outputs.items():
+        await emit.output(str(name), value)
+    return True
+
+
 EXIT_UNAVAILABLE = 127
 EXIT_TIMEOUT = 124
 EXIT_CANCELLED = 130

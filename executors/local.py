@@ -11,8 +11,6 @@ as one argv element per placeholder, and in full (secrets included) in a JSON fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import re
 import shutil
@@ -31,10 +29,10 @@ from executors.base import (
     Emitter,
     ExecutorUnavailable,
     TaskContext,
+    write_outputs,
     write_private_json,
 )
 
-OUTPUT_MARKER = "::output:: "
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\}")
 _READ_SIZE = 1 << 16
 
@@ -141,31 +139,17 @@ async def _supervise(
         forced = EXIT_CANCELLED if cancel.is_set() else EXIT_TIMEOUT
         reason = "cancelled" if cancel.is_set() else f"timed out after {context.timeout:g}s"
         await emit.log("system", f"{reason}: stopping the command's process group")
-        await _stop_group(process, context.cancel_grace)
+        await processes.stop_group(process, context.cancel_grace)
     code = await waiter
     try:
         # Children left in the group may hold the pipes open after the leader exits.
         await asyncio.wait_for(asyncio.shield(pumps), context.cancel_grace)
     except TimeoutError:
-        _signal_group(process.pid, signal.SIGKILL)
+        processes.signal_group(process.pid, signal.SIGKILL)
         await pumps
     if forced is not None:
         return forced
     return code if code >= 0 else 128 - code
-
-
-async def _stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM to the whole group, SIGKILL to what is left after the grace period."""
-    _signal_group(process.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
-    # Children may outlive the leader; the group is gone only when all are.
-    _signal_group(process.pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 async def _pump(reader: asyncio.StreamReader, stream: str, emit: Emitter) -> None:
@@ -181,16 +165,6 @@ async def _pump(reader: asyncio.StreamReader, stream: str, emit: Emitter) -> Non
 
 async def _line(raw: bytes, stream: str, emit: Emitter) -> None:
     line = raw.decode("utf-8", errors="replace").rstrip("\r")
-    if stream == "stdout" and line.startswith(OUTPUT_MARKER):
-        try:
-            outputs = json.loads(line[len(OUTPUT_MARKER) :])
-        except json.JSONDecodeError:
-            await emit.log("system", f"not valid JSON after {OUTPUT_MARKER.strip()}: {line}")
-            return
-        if not isinstance(outputs, dict):
-            await emit.log("system", f"{OUTPUT_MARKER.strip()} needs a JSON object")
-            return
-        for name, value in outputs.items():
-            await emit.output(str(name), value)
+    if stream == "stdout" and await write_outputs(line, emit):
         return
     await emit.log(stream, line)

@@ -7,6 +7,8 @@ gone, calls ``stop_recorded`` with the run's records: whatever is left of it is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -100,3 +102,18 @@ def _wait_gone(pids: set[int], wait: float) -> set[int]:
         time.sleep(0.02)
         remaining = {pid for pid in remaining if shepherd.exists(pid)}
     return remaining
+
+
+async def stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM to the process's group (a shepherd in it stays to clean up), SIGKILL to
+    what is left after the grace period."""
+    signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+    # Children may outlive the leader; the group is gone only when all are.
+    signal_group(process.pid, signal.SIGKILL)
+
+
+def signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -20,7 +20,6 @@ Ansible's ``-tt`` gives through the pty's hangup, while stdout and stderr stay a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import secrets
@@ -190,7 +189,7 @@ async def _supervise(
     )
     forced = await _wait(process, deadline)
     if forced is not None:  # its message is the caller's to say
-        await _stop_group(process, grace)
+        await processes.stop_group(process, grace)
     code = await process.wait()
     if process.stdin is not None:
         process.stdin.close()
@@ -198,7 +197,7 @@ async def _supervise(
         # What the command left running may hold the pipes open after it exits.
         await asyncio.wait_for(asyncio.shield(pumps), grace)
     except TimeoutError:
-        _signal_group(process.pid, signal.SIGKILL)
+        processes.signal_group(process.pid, signal.SIGKILL)
         await pumps
     if forced is not None:
         return forced
@@ -219,19 +218,6 @@ async def _wait(process: asyncio.subprocess.Process, deadline: Deadline) -> Stop
     if deadline.cancel.is_set():
         return Stopped(EXIT_CANCELLED, "cancelled: command stopped")
     return Stopped(EXIT_TIMEOUT, f"timed out after {deadline.timeout:g}s: command stopped")
-
-
-async def _stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM to the group (the shepherd stays to clean up), SIGKILL after the grace."""
-    _signal_group(process.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
-    _signal_group(process.pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 async def _pump(reader: asyncio.StreamReader, stream: str, kept: list[str], emit: Emitter) -> None:
@@ -387,11 +373,11 @@ async def _keep_said(master: Master) -> None:
 async def _close(master: Master) -> None:
     """The shepherd passes SIGTERM to nobody: it is the group that is signalled."""
     if master.process.returncode is None:
-        _signal_group(master.process.pid, signal.SIGTERM)
+        processes.signal_group(master.process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(master.process.wait(), 5)
         except TimeoutError:
-            _signal_group(master.process.pid, signal.SIGKILL)
+            processes.signal_group(master.process.pid, signal.SIGKILL)
             await master.process.wait()
     master.control.unlink(missing_ok=True)
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter
+from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, write_outputs
 from executors.kubernetes.client import Kube, KubeError, Object
 from executors.kubernetes.watching import Gone, events
 
-OUTPUT_MARKER = "::output:: "
 MASK = "**********"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 # A Job that failed without a pod ever running (deadline, quota) has no exit code.
@@ -191,19 +189,8 @@ async def _line(line: str, emit: Emitter, secrets: Sequence[str]) -> None:
     for secret in secrets:
         if secret:
             line = line.replace(secret, MASK)
-    if not line.startswith(OUTPUT_MARKER):
+    if not await write_outputs(line, emit):
         await emit.log("stdout", line)
-        return
-    try:
-        outputs = json.loads(line[len(OUTPUT_MARKER) :])
-    except json.JSONDecodeError:
-        await emit.log("system", f"not valid JSON after {OUTPUT_MARKER.strip()}: {line}")
-        return
-    if not isinstance(outputs, dict):
-        await emit.log("system", f"{OUTPUT_MARKER.strip()} needs a JSON object")
-        return
-    for name, value in outputs.items():
-        await emit.output(str(name), value)
 
 
 async def _exit_code(kube: Kube, namespace: str, pod: str) -> int:
