@@ -32,6 +32,11 @@ import signal
 import sys
 import time
 
+# typing costs the per-command shepherd milliseconds; mypy reads this as typing's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # In the environment of every process of a run (inherited by what the command starts,
 # even in a session of its own): how the sweeper finds them once the shepherd is gone.
 TAG = "AEGIR_RUN_PROCESS"
@@ -265,9 +270,118 @@ class Shepherd:
         return True
 
 
+# The warm shepherd: one per worker (``executors.spawner``), a fork per command.
+
+READY = b"ready\n"
+# How long a client may take to send its request once connected.
+REQUEST_TIMEOUT = 5.0
+MAX_REQUEST = 1 << 20
+
+
+def receive(connection: Any, count: int) -> tuple[bytes, list[int]]:
+    """One message and exactly ``count`` file descriptors passed with it (SCM_RIGHTS);
+    shared with the Ansible fork server."""
+    import socket
+
+    fds: list[int] = []
+    data, ancillary, _flags, _address = connection.recvmsg(
+        MAX_REQUEST, socket.CMSG_SPACE(count * 4)
+    )
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(
+                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload), 4)
+            )
+    if len(fds) != count:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError(f"expected {count} file descriptors, got {len(fds)}")
+    return data, fds
+
+
+def serve(path: str, worker: int) -> int:
+    """Serve ``path`` until the worker dies (SIGKILL, by the kernel); each request is a
+    command, run by a forked shepherd that answers ``pid N`` then ``exit N``."""
+    import socket
+
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != worker:  # the worker died before we asked to be told
+        return 137
+    # Our forks are reaped by the kernel; each is a subreaper for its own command.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    os.write(1, READY)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    while True:
+        connection, _ = listener.accept()
+        try:
+            _serve_one(listener, connection)
+        except (OSError, ValueError) as error:
+            _say(f"request not served: {error}")
+        finally:
+            connection.close()
+
+
+def _serve_one(listener: Any, connection: Any) -> None:
+    import json
+
+    uid = connection.getsockopt(1, 17, 12)[4:8]  # SOL_SOCKET, SO_PEERCRED: pid, uid, gid
+    if int.from_bytes(uid, sys.byteorder) != os.getuid():
+        raise ValueError("the client is another user")
+    connection.settimeout(REQUEST_TIMEOUT)
+    data, fds = receive(connection, 3)
+    try:
+        request = json.loads(data)
+        sys.stderr.flush()
+        if os.fork() == 0:
+            code = 1
+            try:
+                listener.close()
+                code = _forked(connection, request, fds)
+            finally:
+                os._exit(code)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _forked(connection: Any, request: dict[str, Any], fds: list[int]) -> int:
+    """In the fork: become the command's shepherd, as ``main`` would in a new process,
+    leading the command's session and process group (a cancel signals the group)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:  # the command keeps 0, 1 and 2 only
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    try:
+        os.chdir(request["cwd"])
+    except OSError as error:
+        connection.send(f"error {error.errno} {error.strerror}".encode())
+        return 127
+    connection.send(f"pid {os.getpid()}".encode())
+    code = Shepherd(request["record"], float(request["grace"]), request["argv"]).run()
+    try:  # noqa: SIM105 - as in send()
+        connection.send(f"exit {code}".encode())
+    except OSError:
+        pass
+    return code
+
+
 def main(args: list[str]) -> int:
+    if len(args) == 3 and args[0] == "--serve":
+        return serve(args[1], int(args[2]))
     if len(args) < 4 or args[2] != "--":
         sys.stderr.write("usage: shepherd.py RECORD GRACE -- COMMAND [ARG...]\n")
+        sys.stderr.write("       shepherd.py --serve SOCKET WORKER_PID\n")
         return 2
     return Shepherd(args[0], float(args[1]), args[3:]).run()
 
