@@ -121,7 +121,8 @@ def tagged(tag: str) -> set[int]:
     return found
 
 
-def _name(pid: int) -> str:
+def name(pid: int) -> str:
+    """A process's command name, as ps shows it."""
     try:
         with open(f"/proc/{pid}/comm") as handle:
             return handle.read().strip()
@@ -149,7 +150,7 @@ def _say(line: str) -> None:
         pass
 
 
-def _prctl(option: int, value: int) -> None:
+def prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
@@ -164,11 +165,11 @@ class Shepherd:
         self.parent = os.getppid()
 
     def run(self) -> int:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
         # The handler stops everything and exits, wherever the shepherd is (even inside
         # waitpid, which Python would otherwise retry after a handler that returns).
         signal.signal(PARENT_DIED, self._parent_died)
-        _prctl(PR_SET_PDEATHSIG, PARENT_DIED)
+        prctl(PR_SET_PDEATHSIG, PARENT_DIED)
         if os.getppid() != self.parent:  # the worker died before we asked to be told
             return 137
         # The group's SIGTERM (a cancel) is for the command; we stay to clean up after
@@ -201,7 +202,7 @@ class Shepherd:
             try:
                 signal.signal(PARENT_DIED, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.environ[TAG] = self.tag
                 os.execvp(self.argv[0], self.argv)  # noqa: S606 - an argv list, no shell
             except OSError as error:
@@ -233,7 +234,7 @@ class Shepherd:
             return
         left = descendants(os.getpid())
         if left:
-            names = ", ".join(sorted({_name(pid) for pid in left}))
+            names = ", ".join(sorted({name(pid) for pid in left}))
             _say(f"the command left {len(left)} process(es) running ({names}); stopping them")
             self._kill(left)
 
@@ -300,11 +301,19 @@ def receive(connection: Any, count: int) -> tuple[bytes, list[int]]:
 
 
 def serve(path: str, worker: int) -> int:
-    """Serve ``path`` until the worker dies (SIGKILL, by the kernel); each request is a
+    """Serve ``path`` until SIGTERM (the worker stops it, or died); each request is a
     command, run by a forked shepherd that answers ``pid N`` then ``exit N``."""
+    import shutil
     import socket
 
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    def gone(_signum: int, _frame: object) -> None:
+        # Our forks stop their commands' trees as we go (their PR_SET_PDEATHSIG); the
+        # directory was made for this server alone.
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, gone)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != worker:  # the worker died before we asked to be told
         return 137
     # Our forks are reaped by the kernel; each is a subreaper for its own command.
@@ -354,7 +363,8 @@ def _serve_one(listener: Any, connection: Any) -> None:
 def _forked(connection: Any, request: dict[str, Any], fds: list[int]) -> int:
     """In the fork: become the command's shepherd, as ``main`` would in a new process,
     leading the command's session and process group (a cancel signals the group)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
     os.setsid()
     for target, fd in enumerate(fds):
         os.dup2(fd, target)

@@ -111,8 +111,12 @@ class Server:
     def stop(self) -> None:
         """Its forks stop their commands' trees when it dies (their PR_SET_PDEATHSIG)."""
         if self.alive():
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
