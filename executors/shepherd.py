@@ -200,8 +200,9 @@ class Shepherd:
         child = os.fork()
         if child == 0:  # the command: back to default signals, and gone with us
             try:
-                signal.signal(PARENT_DIED, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # SIGPIPE and SIGXFSZ too: Python ignores them, and exec would keep that.
+                for signum in (PARENT_DIED, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(signum, signal.SIG_DFL)
                 prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.environ[TAG] = self.tag
                 os.execvp(self.argv[0], self.argv)  # noqa: S606 - an argv list, no shell

@@ -146,3 +146,18 @@ async def test_without_a_warm_shepherd_a_command_runs_under_its_own(
     assert not isinstance(command, spawner.WarmCommand) and not record.exists()
     said = [r.getMessage() for r in caplog.records if "warm shepherd unavailable" in r.getMessage()]
     assert len(said) == 1 and "did not start" in said[0]
+
+
+async def test_a_command_gets_the_signal_dispositions_a_shell_gives(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE; a command must not inherit that (``yes | head`` ends)."""
+    command = await spawner.spawn(
+        ["sh", "-c", "grep -E '^SigIgn' /proc/self/status"],
+        record=tmp_path / "processes" / "run.1.task.0005.rec",
+        grace=1.0,
+        cwd=str(tmp_path),
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert command.stdout is not None
+    ignored = int((await command.stdout.read()).split()[1], 16)
+    assert await command.wait() == 0
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
