@@ -340,8 +340,9 @@ def serve(path: str, worker: int) -> int:
 
 def _serve_one(listener: Any, connection: Any) -> None:
     import json
+    import socket
 
-    uid = connection.getsockopt(1, 17, 12)[4:8]  # SOL_SOCKET, SO_PEERCRED: pid, uid, gid
+    uid = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8]  # pid uid gid
     if int.from_bytes(uid, sys.byteorder) != os.getuid():
         raise ValueError("the client is another user")
     connection.settimeout(REQUEST_TIMEOUT)
@@ -349,11 +350,12 @@ def _serve_one(listener: Any, connection: Any) -> None:
     try:
         request = json.loads(data)
         sys.stderr.flush()
+        server = os.getpid()
         if os.fork() == 0:
             code = 1
             try:
                 listener.close()
-                code = _forked(connection, request, fds)
+                code = _forked(connection, request, fds, server)
             finally:
                 os._exit(code)
     finally:
@@ -361,7 +363,7 @@ def _serve_one(listener: Any, connection: Any) -> None:
             os.close(fd)
 
 
-def _forked(connection: Any, request: dict[str, Any], fds: list[int]) -> int:
+def _forked(connection: Any, request: dict[str, Any], fds: list[int], server: int) -> int:
     """In the fork: become the command's shepherd, as ``main`` would in a new process,
     leading the command's session and process group (a cancel signals the group)."""
     for signum in (signal.SIGCHLD, signal.SIGTERM):
@@ -379,7 +381,10 @@ def _forked(connection: Any, request: dict[str, Any], fds: list[int]) -> int:
         connection.send(f"error {error.errno} {error.strerror}".encode())
         return 127
     connection.send(f"pid {os.getpid()}".encode())
-    code = Shepherd(request["record"], float(request["grace"]), request["argv"]).run()
+    shepherd = Shepherd(request["record"], float(request["grace"]), request["argv"])
+    # Should the server be gone already, our parent is another: run() sees it and stops.
+    shepherd.parent = server
+    code = shepherd.run()
     try:  # noqa: SIM105 - as in send()
         connection.send(f"exit {code}".encode())
     except OSError:
