@@ -20,6 +20,7 @@ Writes the ``actions`` section of ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shlex
 import shutil
@@ -40,7 +41,7 @@ import httpx
 
 from bench.sections import write_section
 from bench.system import BenchStack, Database, code_version, cpu_model
-from executors import processes
+from executors import processes, spawner
 from tests.fixtures.hosting import DRUSH, SshServer, sshd_server
 
 CALLS = 50
@@ -55,10 +56,8 @@ NEXT_STEP = (
     "What the overhead is made of: the dispatch path (API, Redis, the worker's reads: "
     "the no-op action figure of `make bench`), about 3 ms of templating in the worker "
     "(Ansible's Templar compiles each template anew), and per command the shepherd "
-    "locally (the figure above) or, over SSH, the server's wrapper (`sh` and a watchdog "
-    "subshell: one exec, two forks). Next step: a warm shepherd, one per worker, started once, "
-    "that forks each command on request (the same subreaper, parent-death signal and "
-    "records), so that a local command costs a fork instead of a Python start; and "
+    "locally (the figure above: a fork of the worker's warm shepherd) or, over SSH, the "
+    "server's wrapper (`sh` and a watchdog subshell: one exec, two forks). Next step: "
     "compiled templates cached per role."
 )
 
@@ -134,13 +133,41 @@ def timed(argv: list[str], cwd: Path | None = None) -> float:
     return elapsed
 
 
-def shepherd_cost(calls: int, work: Path) -> Measured:
+def shepherd_cost(calls: int, work: Path) -> tuple[Measured, Measured]:
     """``true`` under a shepherd against ``true`` alone: what the guarantee that no
-    command outlives its worker costs each local command."""
+    command outlives its worker costs each local command; through the worker's warm
+    shepherd (``executors.spawner``, as the worker starts commands), and cold (one
+    Python start per command, its fallback)."""
     record = work / "bench.rec"
     alone = [_run(["true"]) for _ in range(calls)]
-    guarded = [_run(processes.command(record, 2, ["true"])) for _ in range(calls)]
-    return Measured("shepherd", guarded, alone)
+    cold = [_run(processes.command(record, 2, ["true"])) for _ in range(calls)]
+    warm, alone_async = asyncio.run(_warm_cost(calls, work))
+    return Measured("warm shepherd", warm, alone_async), Measured("shepherd", cold, alone)
+
+
+async def _warm_cost(calls: int, work: Path) -> tuple[list[float], list[float]]:
+    warm, alone = [], []
+    await _spawned(work)  # the server's start, once per worker
+    for _ in range(calls):
+        warm.append(await _spawned(work))
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            "true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        await process.communicate()
+        alone.append((time.perf_counter() - started) * 1000)
+    return warm, alone
+
+
+async def _spawned(work: Path) -> float:
+    started = time.perf_counter()
+    env = {"PATH": os.environ["PATH"]}
+    command = await spawner.spawn(["true"], record=work / "bench.rec", grace=2, cwd=str(work),
+                                  env=env)  # fmt: skip
+    assert command.stdout is not None and command.stderr is not None
+    await asyncio.gather(command.stdout.read(), command.stderr.read())
+    await command.wait()
+    return (time.perf_counter() - started) * 1000
 
 
 def _run(argv: list[str]) -> float:
@@ -256,7 +283,11 @@ def _share(count: int, total: int) -> str:
 
 
 def markdown(
-    found: list[Measured], shepherd: Measured, profiles: str, args: argparse.Namespace, shared: str
+    found: list[Measured],
+    shepherd: tuple[Measured, Measured],
+    profiles: str,
+    args: argparse.Namespace,
+    shared: str,
 ) -> str:
     rows = []
     for each in found:
@@ -293,10 +324,12 @@ def markdown(
         "|---|---|---|",
         *detail,
         "",
-        f"Of the local overhead, the shepherd (`executors/shepherd.py`, a Python start before "
-        f"each local command, so that none outlives its worker) costs "
-        f"{shepherd.overhead_p50:.1f} ms p50 and {shepherd.overhead_p95:.1f} ms p95 here "
-        "(`true` under it, against `true` alone). Over SSH only the master connection runs "
+        f"Of the local overhead, the shepherd (`executors/spawner.py`: a fork of the "
+        f"worker's warm shepherd before each local command, so that none outlives its worker) "
+        f"costs {shepherd[0].overhead_p50:.1f} ms p50 and {shepherd[0].overhead_p95:.1f} ms "
+        f"p95 here (`true` under it, against `true` alone, both from asyncio); a shepherd of "
+        f"its own (a Python start, the fallback) {shepherd[1].overhead_p50:.1f} ms p50 and "
+        f"{shepherd[1].overhead_p95:.1f} ms p95. Over SSH only the master connection runs "
         "under one, once per host.",
     ]
     missed = [each.name for each in found if not all(each.met().values())]

@@ -1,6 +1,6 @@
 """The local executor: one command on the control machine, from an argv list.
 
-The command runs under a shepherd (``executors.processes``: it dies with the worker,
+The command runs under a shepherd (``executors.spawner``: it dies with the worker,
 and takes the command's whole tree with it), in its own process group and working
 directory; stdout and stderr are streamed line by line as they come. Values reach it
 as one argv element per placeholder, and in full (secrets included) in a JSON file named by
@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from app.catalog.inputs import plain_values
-from executors import processes
+from executors import processes, spawner
 from executors.base import (
     EXIT_CANCELLED,
     EXIT_TIMEOUT,
@@ -76,16 +76,13 @@ class LocalExecutor:
         if shutil.which(argv[0]) is None:
             raise ExecutorUnavailable(f"cannot start {argv[0]}: no such program")
         task_file = _write_task_file(cwd, context)
-        guarded = processes.command(processes.record_for(context), context.cancel_grace, argv)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *guarded,
-                cwd=cwd,
+            process = await spawner.spawn(
+                argv,
+                record=processes.record_for(context),
+                grace=context.cancel_grace,
+                cwd=str(cwd),
                 env=_environment(task_file, context),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, so cancel reaches children
             )
         except OSError as error:
             task_file.unlink(missing_ok=True)
@@ -122,7 +119,7 @@ def _environment(task_file: Path, context: TaskContext) -> dict[str, str]:
 
 
 async def _supervise(
-    process: asyncio.subprocess.Process, context: TaskContext, emit: Emitter, cancel: asyncio.Event
+    process: spawner.Command, context: TaskContext, emit: Emitter, cancel: asyncio.Event
 ) -> int:
     assert process.stdout is not None and process.stderr is not None
     pumps = asyncio.gather(

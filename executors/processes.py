@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from executors import shepherd
 
@@ -104,7 +104,16 @@ def _wait_gone(pids: set[int], wait: float) -> set[int]:
     return remaining
 
 
-async def stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
+class Started(Protocol):
+    """A started command whose ``pid`` leads its process group."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> int: ...
+
+
+async def stop_group(process: Started, grace: float) -> None:
     """SIGTERM to the process's group (a shepherd in it stays to clean up), SIGKILL to
     what is left after the grace period."""
     signal_group(process.pid, signal.SIGTERM)

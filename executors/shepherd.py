@@ -32,6 +32,11 @@ import signal
 import sys
 import time
 
+# typing costs the per-command shepherd milliseconds; mypy reads this as typing's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # In the environment of every process of a run (inherited by what the command starts,
 # even in a session of its own): how the sweeper finds them once the shepherd is gone.
 TAG = "AEGIR_RUN_PROCESS"
@@ -116,7 +121,8 @@ def tagged(tag: str) -> set[int]:
     return found
 
 
-def _name(pid: int) -> str:
+def name(pid: int) -> str:
+    """A process's command name, as ps shows it."""
     try:
         with open(f"/proc/{pid}/comm") as handle:
             return handle.read().strip()
@@ -144,7 +150,7 @@ def _say(line: str) -> None:
         pass
 
 
-def _prctl(option: int, value: int) -> None:
+def prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
@@ -159,11 +165,11 @@ class Shepherd:
         self.parent = os.getppid()
 
     def run(self) -> int:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
         # The handler stops everything and exits, wherever the shepherd is (even inside
         # waitpid, which Python would otherwise retry after a handler that returns).
         signal.signal(PARENT_DIED, self._parent_died)
-        _prctl(PR_SET_PDEATHSIG, PARENT_DIED)
+        prctl(PR_SET_PDEATHSIG, PARENT_DIED)
         if os.getppid() != self.parent:  # the worker died before we asked to be told
             return 137
         # The group's SIGTERM (a cancel) is for the command; we stay to clean up after
@@ -194,9 +200,10 @@ class Shepherd:
         child = os.fork()
         if child == 0:  # the command: back to default signals, and gone with us
             try:
-                signal.signal(PARENT_DIED, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                # SIGPIPE and SIGXFSZ too: Python ignores them, and exec would keep that.
+                for signum in (PARENT_DIED, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(signum, signal.SIG_DFL)
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.environ[TAG] = self.tag
                 os.execvp(self.argv[0], self.argv)  # noqa: S606 - an argv list, no shell
             except OSError as error:
@@ -228,7 +235,7 @@ class Shepherd:
             return
         left = descendants(os.getpid())
         if left:
-            names = ", ".join(sorted({_name(pid) for pid in left}))
+            names = ", ".join(sorted({name(pid) for pid in left}))
             _say(f"the command left {len(left)} process(es) running ({names}); stopping them")
             self._kill(left)
 
@@ -265,9 +272,132 @@ class Shepherd:
         return True
 
 
+# The warm shepherd: one per worker (``executors.spawner``), a fork per command.
+
+READY = b"ready\n"
+# How long a client may take to send its request once connected.
+REQUEST_TIMEOUT = 5.0
+MAX_REQUEST = 1 << 20
+
+
+def receive(connection: Any, count: int) -> tuple[bytes, list[int]]:
+    """One message and exactly ``count`` file descriptors passed with it (SCM_RIGHTS);
+    shared with the Ansible fork server."""
+    import socket
+
+    fds: list[int] = []
+    data, ancillary, _flags, _address = connection.recvmsg(
+        MAX_REQUEST, socket.CMSG_SPACE(count * 4)
+    )
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(
+                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload), 4)
+            )
+    if len(fds) != count:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError(f"expected {count} file descriptors, got {len(fds)}")
+    return data, fds
+
+
+def serve(path: str, worker: int) -> int:
+    """Serve ``path`` until SIGTERM (the worker stops it, or died); each request is a
+    command, run by a forked shepherd that answers ``pid N`` then ``exit N``."""
+    import shutil
+    import socket
+
+    def gone(_signum: int, _frame: object) -> None:
+        # Our forks stop their commands' trees as we go (their PR_SET_PDEATHSIG); the
+        # directory was made for this server alone.
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, gone)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != worker:  # the worker died before we asked to be told
+        return 137
+    # Our forks are reaped by the kernel; each is a subreaper for its own command.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    os.write(1, READY)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    while True:
+        connection, _ = listener.accept()
+        try:
+            _serve_one(listener, connection)
+        except (OSError, ValueError) as error:
+            _say(f"request not served: {error}")
+        finally:
+            connection.close()
+
+
+def _serve_one(listener: Any, connection: Any) -> None:
+    import json
+    import socket
+
+    uid = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8]  # pid uid gid
+    if int.from_bytes(uid, sys.byteorder) != os.getuid():
+        raise ValueError("the client is another user")
+    connection.settimeout(REQUEST_TIMEOUT)
+    data, fds = receive(connection, 3)
+    try:
+        request = json.loads(data)
+        sys.stderr.flush()
+        server = os.getpid()
+        if os.fork() == 0:
+            code = 1
+            try:
+                listener.close()
+                code = _forked(connection, request, fds, server)
+            finally:
+                os._exit(code)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _forked(connection: Any, request: dict[str, Any], fds: list[int], server: int) -> int:
+    """In the fork: become the command's shepherd, as ``main`` would in a new process,
+    leading the command's session and process group (a cancel signals the group)."""
+    for signum in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    os.setsid()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:  # the command keeps 0, 1 and 2 only
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    try:
+        os.chdir(request["cwd"])
+    except OSError as error:
+        connection.send(f"error {error.errno} {error.strerror}".encode())
+        return 127
+    connection.send(f"pid {os.getpid()}".encode())
+    shepherd = Shepherd(request["record"], float(request["grace"]), request["argv"])
+    # Should the server be gone already, our parent is another: run() sees it and stops.
+    shepherd.parent = server
+    code = shepherd.run()
+    try:  # noqa: SIM105 - as in send()
+        connection.send(f"exit {code}".encode())
+    except OSError:
+        pass
+    return code
+
+
 def main(args: list[str]) -> int:
+    if len(args) == 3 and args[0] == "--serve":
+        return serve(args[1], int(args[2]))
     if len(args) < 4 or args[2] != "--":
         sys.stderr.write("usage: shepherd.py RECORD GRACE -- COMMAND [ARG...]\n")
+        sys.stderr.write("       shepherd.py --serve SOCKET WORKER_PID\n")
         return 2
     return Shepherd(args[0], float(args[1]), args[3:]).run()
 

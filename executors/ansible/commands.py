@@ -1,7 +1,7 @@
 """One command of a direct action task: locally under a shepherd, or over a kept SSH link.
 
-Locally the argv runs under ``executors.processes.command`` (the shepherd: nothing of it
-outlives the worker). Over SSH it runs through an OpenSSH master connection kept open
+Locally the argv runs under a shepherd (``executors.spawner``: nothing of it outlives
+the worker). Over SSH it runs through an OpenSSH master connection kept open
 per host (``ControlMaster``), with the key and known hosts Ansible uses (``SshAccess``),
 so a command costs one multiplexed channel instead of a TCP and key exchange. The
 master runs under a shepherd: when the worker dies, the master goes, every channel
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors import processes
+from executors import processes, spawner
 from executors.ansible.variables import SshAccess
 from executors.base import EXIT_CANCELLED, EXIT_TIMEOUT, Emitter, TaskContext
 
@@ -132,9 +132,14 @@ async def run_command(
     """Run ``argv`` on ``target``, its lines emitted as they come."""
     grace = context.cancel_grace
     if target.address is None:
-        guarded = processes.command(processes.record_for(context), grace, argv)
         try:
-            process = await _spawn(guarded, chdir, stdin=asyncio.subprocess.DEVNULL)
+            process = await spawner.spawn(
+                list(argv),
+                record=processes.record_for(context),
+                grace=grace,
+                cwd=chdir or os.getcwd(),
+                env=_environment(),
+            )
         except OSError as error:
             return Finished(2, "", f"Unable to change directory before execution: {error}")
         return await _supervise(process, None, emit, deadline, grace)
@@ -170,7 +175,7 @@ async def _spawn(argv: Sequence[str], cwd: str | None, stdin: int) -> asyncio.su
 
 
 async def _supervise(
-    process: asyncio.subprocess.Process,
+    process: spawner.Command,
     header: str | None,
     emit: Emitter,
     deadline: Deadline,
@@ -204,7 +209,7 @@ async def _supervise(
     return Finished(code if code >= 0 else 128 - code, "\n".join(out), "\n".join(err))
 
 
-async def _wait(process: asyncio.subprocess.Process, deadline: Deadline) -> Stopped | None:
+async def _wait(process: spawner.Command, deadline: Deadline) -> Stopped | None:
     """``None`` once the command exits by itself; else why it must be stopped."""
     waiter = asyncio.ensure_future(process.wait())
     cancelled = asyncio.ensure_future(deadline.cancel.wait())

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.ansible.forkserver import READY, fixed_at_import
+from executors.spawner import last_line, ready
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "forkserver.py"
@@ -118,8 +119,8 @@ class ForkServers:
 async def _start(python: str, env: dict[str, str]) -> ForkServer:
     directory = Path(tempfile.mkdtemp(prefix="aegir-ansible-"))
     server = _spawn(python, env, directory)
-    if not await asyncio.to_thread(_ready, server.process):
-        why = _last_line(directory)
+    if not await asyncio.to_thread(ready, server.process, READY, START_TIMEOUT):
+        why = last_line(directory / "server.log")
         server.stop()
         raise ForkServerUnavailable(f"the fork server did not start: {why}")
     return server
@@ -142,25 +143,6 @@ def _spawn(python: str, env: dict[str, str], directory: Path) -> ForkServer:
             start_new_session=True,
         )
     return ForkServer(process, directory)
-
-
-def _ready(process: subprocess.Popen[bytes]) -> bool:
-    assert process.stdout is not None
-    timer = threading.Timer(START_TIMEOUT, process.kill)
-    timer.start()
-    try:
-        return process.stdout.readline() == READY
-    finally:
-        timer.cancel()
-        process.stdout.close()
-
-
-def _last_line(directory: Path) -> str:
-    try:
-        lines = (directory / "server.log").read_text(errors="replace").strip().splitlines()
-    except OSError:
-        lines = []
-    return lines[-1] if lines else "no message"
 
 
 servers = ForkServers()

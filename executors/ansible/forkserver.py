@@ -31,7 +31,6 @@ be the server's own: a request with other values is refused, and the client then
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -48,11 +47,8 @@ from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 # How long a client may take to send its request once connected.
 REQUEST_TIMEOUT = 5.0
-MAX_REQUEST = 1 << 20
 READY = b"ready\n"
 # Read when Ansible is imported, or by the loaders the warm-up filled: a fork must not
 # run under other values than the server's.
@@ -80,12 +76,6 @@ def fixed_at_import(env: dict[str, str]) -> dict[str, str]:
         if key in FIXED_AT_IMPORT
         or (key.startswith("ANSIBLE_") and (key.endswith("_PLUGINS") or "COLLECTIONS" in key))
     }
-
-
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
 def reload_settings() -> None:
@@ -264,7 +254,7 @@ class Server:
 
     def _child(self, client: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         os.setpgid(0, 0)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        shepherd.prctl(shepherd.PR_SET_PDEATHSIG, signal.SIGKILL)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR2):
             signal.signal(signum, signal.SIG_DFL)
         client.close()
@@ -336,7 +326,7 @@ class Server:
         left = {pid for pid in left if not _ssh_master(pid)}
         if not left:
             return
-        names = ", ".join(sorted({_name(pid) for pid in left}))
+        names = ", ".join(sorted({shepherd.name(pid) for pid in left}))
         line = f"aegir: the command left {len(left)} process(es) running ({names}); stopping them"
         with contextlib.suppress(OSError):
             os.write(fork.stderr, f"{line}\n".encode())
@@ -367,20 +357,15 @@ class Server:
 
 
 def _receive(client: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    fds: list[int] = []
-    data, ancillary, _flags, _address = client.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(3 * 4))
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.extend(
-                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, len(payload), 4)
-            )
-    if len(fds) != 3:
+    data, fds = shepherd.receive(client, 3)
+    try:
+        request = json.loads(data)
+        if not isinstance(request, dict):
+            raise ValueError("the request is not an object")
+    except ValueError:
         for fd in fds:
             os.close(fd)
-        raise ValueError("expected stdin, stdout and stderr")
-    request = json.loads(data)
-    if not isinstance(request, dict):
-        raise ValueError("the request is not an object")
+        raise
     return request, fds
 
 
@@ -402,13 +387,6 @@ def _ssh_master(pid: int) -> bool:
     except OSError:
         return False
     return command.startswith(b"ssh: ") and b"[mux]" in command
-
-
-def _name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return str(pid)
 
 
 def _say(line: str) -> None:
@@ -434,12 +412,12 @@ def main(args: list[str]) -> int:
         return 2
     path, worker = Path(args[0]), int(args[1])
     signal.signal(signal.SIGTERM, _stop)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    shepherd.prctl(shepherd.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != worker:  # the worker died before we asked to be told
         return 137
     # Whatever a playbook starts in a session of its own comes back to us when its
     # parent exits, so it can be stopped with the rest.
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    shepherd.prctl(shepherd.PR_SET_CHILD_SUBREAPER, 1)
     ready = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
