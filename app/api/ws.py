@@ -26,7 +26,7 @@ from app.entities.run.models import Run
 from app.entities.run.states import FINAL
 from app.entities.team.models import Role
 from app.errors import NotFound, Unauthorized
-from app.events import STATUS_CHANNEL, run_channel
+from app.events import STATUS_CHANNEL, dumps, run_channel
 from app.security.auth import authenticate
 from app.security.principal import Principal
 from app.state import app_state
@@ -215,7 +215,7 @@ class _RunTail:
             if rows:
                 # Only the text waits on a slow client, not a page of rows: with a
                 # thousand clients catching up at once, that is most of the API's memory.
-                text, last = _encode([(line.seq, line.stream, line.line) for line in rows])
+                text, last = _encode(rows)
                 del rows
                 await self._send(text, last)
             if count < PAGE:
@@ -286,4 +286,4 @@ def _with_next_lines(feed: Subscription, message: dict[str, Any]) -> dict[str, A
 def _encode(lines: list[tuple[int, str, str]]) -> tuple[str, int]:
     """A ``log`` message of ``lines``, and the last seq in it."""
     body = [{"seq": seq, "stream": stream, "line": text} for seq, stream, text in lines]
-    return json.dumps({"type": "log", "lines": body}), lines[-1][0]
+    return dumps({"type": "log", "lines": body}), lines[-1][0]

@@ -595,14 +595,16 @@ async def log_lost_attempt(
 
 async def log_after(
     session: AsyncSession, run_id: uuid.UUID, after: int, limit: int
-) -> list[RunLogLine]:
+) -> list[tuple[int, str, str]]:
+    """Up to ``limit`` lines after ``after`` as (seq, stream, text), for a log tail: plain
+    rows, no ORM objects and no time to parse, the cheapest read of a page."""
     query = (
-        select(RunLogLine)
+        select(RunLogLine.seq, RunLogLine.stream, RunLogLine.line)
         .where(RunLogLine.run_id == run_id, RunLogLine.seq > after)
         .order_by(RunLogLine.seq)
         .limit(limit)
     )
-    return list((await session.execute(query)).scalars())
+    return [(seq, stream, line) for seq, stream, line in await session.execute(query)]
 
 
 # Reads for the lists at fleet size (apart from the moves above).
