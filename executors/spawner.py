@@ -97,6 +97,9 @@ class WarmCommand:
 
 @dataclass
 class Server:
+    """A warm server process of this worker (the shepherd's, or Ansible's fork server)
+    and its directory (socket, temp files); only the process that started it owns it."""
+
     process: subprocess.Popen[bytes]
     directory: Path
     owner: int = field(default_factory=os.getpid)

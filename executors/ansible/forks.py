@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 from executors.ansible.forkserver import READY, fixed_at_import
-from executors.spawner import last_line, ready
+from executors.spawner import Server, last_line, ready
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "forkserver.py"
@@ -41,31 +39,8 @@ PER_RUN = {
 }
 
 
-class ForkServerUnavailable(Exception):
+class ServerUnavailable(Exception):
     """The fork server could not start; the message says why."""
-
-
-@dataclass
-class ForkServer:
-    process: subprocess.Popen[bytes]
-    directory: Path
-
-    @property
-    def socket(self) -> Path:
-        return self.directory / "socket"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def fork_record(record: Path) -> Path:
@@ -79,7 +54,7 @@ class ForkServers:
 
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
-        self._servers: dict[tuple[tuple[str, str], ...], ForkServer] = {}
+        self._servers: dict[tuple[tuple[str, str], ...], Server] = {}
         self._failed: dict[tuple[tuple[str, str], ...], str] = {}
         # One per event loop: tests run several loops in one process.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
@@ -103,7 +78,7 @@ class ForkServers:
             if server is None or not server.alive():
                 try:
                     server = self._servers[key] = await _start(self.python, env)
-                except ForkServerUnavailable as error:
+                except ServerUnavailable as error:
                     self._failed[key] = str(error)
                     return argv, str(error)
         client = [sys.executable, "-I", "-S", str(CLIENT), str(server.socket)]
@@ -116,17 +91,17 @@ class ForkServers:
         self._servers.clear()
 
 
-async def _start(python: str, env: dict[str, str]) -> ForkServer:
+async def _start(python: str, env: dict[str, str]) -> Server:
     directory = Path(tempfile.mkdtemp(prefix="aegir-ansible-"))
     server = _spawn(python, env, directory)
     if not await asyncio.to_thread(ready, server.process, READY, START_TIMEOUT):
         why = last_line(directory / "server.log")
         server.stop()
-        raise ForkServerUnavailable(f"the fork server did not start: {why}")
+        raise ServerUnavailable(f"the fork server did not start: {why}")
     return server
 
 
-def _spawn(python: str, env: dict[str, str], directory: Path) -> ForkServer:
+def _spawn(python: str, env: dict[str, str], directory: Path) -> Server:
     """Called in the event loop's thread, not a pool's: the server's PR_SET_PDEATHSIG
     follows the thread that started it. A fork-exec and a directory, once per worker."""
     (directory / "warm").mkdir()
@@ -142,7 +117,7 @@ def _spawn(python: str, env: dict[str, str], directory: Path) -> ForkServer:
             cwd=directory,
             start_new_session=True,
         )
-    return ForkServer(process, directory)
+    return Server(process, directory)
 
 
 servers = ForkServers()
