@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml plugins/aegir-example/pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/aegir run
+	$(BIN)/aegir up
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

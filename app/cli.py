@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -10,9 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Sequence
+from enum import StrEnum
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from app.client.commands import KindGroup, register
 from app.config import PROJECT_ROOT, Settings, get_settings
 
 
@@ -170,7 +173,7 @@ def show_catalog() -> None:
         print("plugins: " + ", ".join(catalog.plugins))
 
 
-async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
+async def _accounts(settings: Settings, command: str, **args: Any) -> None:
     from datetime import timedelta
 
     from app.db import create_engine, create_sessionmaker, session_scope
@@ -184,26 +187,30 @@ async def _accounts(settings: Settings, args: argparse.Namespace) -> None:
     actor = "cli"
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            if args.command == "user":
+            if command == "user":
                 user = await accounts.create_user(
-                    session, actor, args.username, _password(args.password_stdin), args.admin
+                    session,
+                    actor,
+                    args["username"],
+                    _password(args["password_stdin"]),
+                    args["admin"],
                 )
-                if args.team:
-                    team = await teams.by_name(session, args.team)
+                if args["team"]:
+                    team = await teams.by_name(session, args["team"])
                     if team is None:
-                        team = await accounts.create_team(session, actor, args.team)
-                    await accounts.set_member(session, actor, team.id, user.id, Role(args.role))
+                        team = await accounts.create_team(session, actor, args["team"])
+                    await accounts.set_member(session, actor, team.id, user.id, Role(args["role"]))
                 print(f"aegir: user {user.username} created", file=sys.stderr)
-            elif args.command == "team":
-                await accounts.create_team(session, actor, args.name)
-                print(f"aegir: team {args.name} created", file=sys.stderr)
-            elif args.command == "token":
-                owner = await users.by_username(session, args.username)
+            elif command == "team":
+                await accounts.create_team(session, actor, args["name"])
+                print(f"aegir: team {args['name']} created", file=sys.stderr)
+            elif command == "token":
+                owner = await users.by_username(session, args["username"])
                 if owner is None:
-                    raise SystemExit(f"aegir: no user named {args.username}")
-                lifetime = timedelta(days=args.days)
+                    raise SystemExit(f"aegir: no user named {args['username']}")
+                lifetime = timedelta(days=args["days"])
                 _row, token = await accounts.create_token(
-                    session, actor, owner, args.name, lifetime
+                    session, actor, owner, args["name"], lifetime
                 )
                 print(token)
     except AegirError as error:
@@ -223,57 +230,109 @@ def _password(from_stdin: bool) -> str:
     return first
 
 
-def _account_commands(commands: Any) -> None:
-    user = commands.add_parser("user", help="create a user (the first: --admin)")
-    user.add_argument("action", choices=["create"])
-    user.add_argument("username")
-    user.add_argument("--admin", action="store_true", help="a site admin: manages teams")
-    user.add_argument("--team", help="add to this team (made if missing)")
-    user.add_argument("--role", default="admin", choices=["admin", "operator", "viewer"])
-    user.add_argument("--password-stdin", action="store_true", help="read the password")
-    team = commands.add_parser("team", help="create a team")
-    team.add_argument("action", choices=["create"])
-    team.add_argument("name")
-    token = commands.add_parser("token", help="create an API token for a user (printed once)")
-    token.add_argument("action", choices=["create"])
-    token.add_argument("username")
-    token.add_argument("--name", default="cli")
-    token.add_argument("--days", type=int, default=90)
+class RoleName(StrEnum):
+    admin = "admin"
+    operator = "operator"
+    viewer = "viewer"
 
 
-COMMANDS = {
-    "run": "the embedded default: Redis, migrations, then API, worker and relay",
-    "serve": "serve the API and dashboard alone",
-    "worker": "run operations and actions from the queue",
-    "relay": "store run events; settle runs whose worker died; enqueue what Redis missed",
-    "migrate": "upgrade the database schema, and give entities what new plugins add",
-    "catalog": "list entity kinds, operations and actions",
-}
+cli = typer.Typer(
+    cls=KindGroup,
+    no_args_is_help=True,
+    help="Aegir hosting control plane. Server commands start its processes on this machine; "
+    "the others talk to a server over HTTP (`aegir login URL` first).",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(no_args_is_help=True, help="Users (on this machine's database).")
+team_app = typer.Typer(no_args_is_help=True, help="Teams (on this machine's database).")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (on this machine's database).")
+cli.add_typer(user_app, name="user")
+cli.add_typer(team_app, name="team")
+cli.add_typer(token_app, name="token")
+
+
+@cli.command("up")
+def up_command() -> None:
+    """The embedded default: Redis, migrations, then API, worker and relay."""
+    run_embedded(get_settings())
+
+
+@cli.command("serve")
+def serve_command() -> None:
+    """Serve the API and dashboard alone."""
+    serve(get_settings())
+
+
+@cli.command("worker")
+def worker_command() -> None:
+    """Run operations and actions from the queue."""
+    worker(get_settings())
+
+
+@cli.command("relay")
+def relay_command() -> None:
+    """Store run events; settle runs whose worker died; enqueue what Redis missed."""
+    relay(get_settings())
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Upgrade the database schema, and give entities what new plugins add."""
+    migrate(get_settings())
+
+
+@cli.command("catalog")
+def catalog_command() -> None:
+    """List this machine's entity kinds, operations and actions."""
+    show_catalog()
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    admin: Annotated[bool, typer.Option("--admin", help="A site admin: manages teams.")] = False,
+    team: Annotated[str | None, typer.Option(help="Add to this team (made if missing).")] = None,
+    role: Annotated[RoleName, typer.Option(help="The role in --team.")] = RoleName.admin,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password.")
+    ] = False,
+) -> None:
+    """Create a user (the first: --admin)."""
+    asyncio.run(
+        _accounts(
+            get_settings(),
+            "user",
+            username=username,
+            admin=admin,
+            team=team,
+            role=role.value,
+            password_stdin=password_stdin,
+        )
+    )
+
+
+@team_app.command("create")
+def team_create(name: str) -> None:
+    """Create a team."""
+    asyncio.run(_accounts(get_settings(), "team", name=name))
+
+
+@token_app.command("create")
+def token_create(
+    username: str,
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    days: Annotated[int, typer.Option(min=1, help="Days until it expires.")] = 90,
+) -> None:
+    """Create an API token for a user (printed once)."""
+    asyncio.run(_accounts(get_settings(), "token", username=username, name=name, days=days))
+
+
+register(cli, bare_run=lambda: run_embedded(get_settings()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="aegir", description="Aegir hosting control plane")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in COMMANDS.items():
-        commands.add_parser(name, help=help_text)
-    _account_commands(commands)
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    if args.command in {"user", "team", "token"}:
-        asyncio.run(_accounts(settings, args))
-        return
-    if args.command == "run":
-        run_embedded(settings)
-    elif args.command == "serve":
-        serve(settings)
-    elif args.command == "worker":
-        worker(settings)
-    elif args.command == "relay":
-        relay(settings)
-    elif args.command == "migrate":
-        migrate(settings)
-    elif args.command == "catalog":
-        show_catalog()
+    cli(args=list(argv) if argv is not None else None, prog_name="aegir")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
     log = tmp_path / "aegir.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "aegir"), "run"],
+            [str(BIN / "aegir"), "up"],
             cwd=ROOT,  # where a user types `make run`
             env=env,
             stdin=subprocess.DEVNULL,
