@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import typer
 
 from app.client.commands import KindGroup, register
 from app.config import PROJECT_ROOT, Settings, get_settings
+from app.logs import configure, uvicorn_config
 
 
 def migrate(settings: Settings) -> None:
@@ -68,6 +68,7 @@ def serve(settings: Settings, app: str = "app.main:app") -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=uvicorn_config(settings.log_format),
         # Longer than clients keep an idle connection (httpx: 5 s, the same as uvicorn's
         # default), so that the client, not the server, closes it: a request sent just
         # as the server closed would get no answer.
@@ -102,7 +103,7 @@ def _run_fast(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure(get_settings().log_format)
 
 
 def run_embedded(settings: Settings) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     redis_timeout: Duration = timedelta(seconds=1)
     # Extra catalogue registrars, "module:function", besides installed plugins.
     catalog_modules: list[str] = []
+    # Installed plugins (entry point names) to leave out: `make run` leaves out the
+    # example plugin that `make install` installs for the tests.
+    plugins_skip: list[str] = []
 
     # Runs: a worker holds a lease it renews every heartbeat; a lease left to expire
     # means the worker is gone, and the run is settled as lost within lease + sweep.
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     token_default_lifetime: Duration = timedelta(days=90)
     # Who a bearer token is, kept this long in each API process (0: not kept): a token
     # revoked by another process still works this long there (app.security.auth).
+    # Process logs: "text" for people, "json" (one object a line, with run and request ids).
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus's bearer token for GET /metrics; empty: only site admins may read it.
+    metrics_token: str = ""
     auth_cache: Duration = timedelta(seconds=5)
     relay_claim_idle: Duration = timedelta(seconds=10)
     work_dir: Path | None = None

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
-from app.api import accounts, health, operations, pages, runs, ws
+from app.api import accounts, health, openapi, operations, pages, runs, ws
 from app.api import catalog as catalog_api
+from app.api import metrics as metrics_api
 from app.api.entities import entity_router
 from app.api.hub import Hub
 from app.catalog.registry import Catalog, catalog_with
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import ErrorBoundary, install_handlers
+from app.logs import RequestId
 from app.redis import create_client
 from app.security.auth import principals
 from app.security.crypto import SecretBox
@@ -49,9 +48,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         state.sessionmaker = create_sessionmaker(state.engine)
         state.redis = create_client(settings.redis_url, settings.redis_timeout.total_seconds())
         state.hub = Hub(settings.redis_url, settings.redis_timeout.total_seconds())
+        reporter = asyncio.create_task(metrics_api.open_sockets.report(state))
         try:
             yield
         finally:
+            reporter.cancel()
             await state.hub.aclose()
             await state.redis.aclose()
             await state.engine.dispose()
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         version="0.1.0",
         summary="A hosting control plane: servers, platforms and sites, and operations on them.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
         # Served by app.api.pages, to signed-in users only.
         docs_url=None,
         redoc_url=None,
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         same_site="lax",
         https_only=settings.https,
     )
-    app.add_middleware(DatabaseUnavailable)  # outermost: the gate reads the database too
+    app.add_middleware(DatabaseUnavailable)  # the gate reads the database too
+    app.add_middleware(RequestId)  # outermost: every line of a request carries its id
     principals.ttl = settings.auth_cache.total_seconds()
     state = AppState()
     state.settings = settings
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     install_handlers(app)
     app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.include_router(pages.router)
     app.include_router(accounts.router)
     app.include_router(catalog_api.router)
@@ -95,45 +99,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
     app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes
-    _compose_openapi(app, catalog)
+    openapi.compose(app, catalog)
     return app
-
-
-def _compose_openapi(app: FastAPI, catalog: Catalog) -> None:
-    """Show each operation's composed values schema in the OpenAPI document."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        document = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
-        models: list[tuple[type[BaseModel], Literal["validation"]]] = [
-            (catalog.values_model(kind.name, op), "validation")
-            for kind in catalog.kinds.values()
-            for op in kind.operations
-        ]
-        refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in definitions.get("$defs", {}).items():
-            schemas.setdefault(name, schema)
-        run_create = schemas["RunCreate"]["properties"]["values"]
-        run_create["anyOf"] = [ref for ref in refs.values()]
-        run_create.pop("additionalProperties", None)
-        run_create.pop("type", None)
-        document["components"]["securitySchemes"] = {
-            "bearerAuth": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "A personal token: POST /api/v1/tokens or `aegir token create`.",
-            },
-            "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "aegir_session"},
-        }
-        document["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 app = create_app()

@@ -66,4 +66,24 @@
     var box = document.getElementById('flash');
     if (box) { box.hidden = true; }
   });
+
+  // A form that asks first (Revoke): data-confirm="the question". Capturing, so that a
+  // declined one stops before htmx (boosted forms) sends anything.
+  document.addEventListener('submit', function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute('data-confirm');
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  // A button that copies a shown secret: data-copy="#selector".
+  document.addEventListener('click', function (event) {
+    var button = event.target.closest && event.target.closest('[data-copy]');
+    if (!button) { return; }
+    var source = document.querySelector(button.getAttribute('data-copy'));
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = 'Copied';
+    });
+  });
 })();

@@ -150,3 +150,12 @@ def _verify(stack: Stack, http: httpx.Client) -> None:
         })  # fmt: skip
         assert _run(stack, http, cache, "verify", {})["verify"] == {"answering": True}
     assert _run(stack, http, cache, "verify", {})["verify"] == {"answering": False}
+
+
+def test_a_skipped_plugin_adds_nothing() -> None:
+    from app.catalog.registry import build_catalog
+
+    assert "cache_server" in build_catalog().kinds
+    skipped = build_catalog(skip=("example",))
+    assert "cache_server" not in skipped.kinds
+    assert "example" not in skipped.plugins

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logs
 from app.catalog.inputs import InvalidInput
 from app.catalog.registry import Catalog
 from app.config import Settings
@@ -20,6 +21,7 @@ from app.dispatch.queueing import next_runs
 from app.entities.run import repository as runs
 from app.entities.run.states import RunStatus, TaskStatus
 from app.events import TaskEvent, publish, status_messages
+from app.metrics import RUN_SECONDS, observe
 from app.queue import QueueClient, enqueue_run
 from app.security.crypto import SecretBox
 from executors import executor_for
@@ -48,12 +50,22 @@ class WorkerState:
 
 async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     """The job: ``None`` if the run was not ours to take, else its final status."""
+    token = logs.run_id.set(str(run_id))
+    try:
+        return await _execute(state, run_id)
+    finally:
+        logs.run_id.reset(token)
+
+
+async def _execute(state: WorkerState, run_id: uuid.UUID) -> str | None:
     async with session_scope(state.sessionmaker) as session:
         claimed = await lease.claim(
             session, state.catalog, state.box, run_id, state.settings.run_lease, state.name
         )
     if claimed is None:
         return None
+    started = time.monotonic()
+    logger.info("run %s: %s started (attempt %d)", run_id, claimed.operation.name, claimed.attempt)
     await publish(state.redis, status_messages(run_id, RunStatus.running, claimed.entity["id"]))
     cancel = state.cancels.setdefault(run_id, asyncio.Event())
     emitter = RunEmitter(
@@ -78,6 +90,9 @@ async def execute_run(state: WorkerState, run_id: uuid.UUID) -> str | None:
     await emitter.exit(status, code)
     await emitter.close()
     await _finish(state, claimed, status, code, emitter.seq, error)
+    logger.info("run %s: %s %s (exit %d)", run_id, claimed.operation.name, status, code)
+    labels = (str(claimed.entity.get("kind")), claimed.operation.name, status)
+    await observe(state.redis, RUN_SECONDS, labels, time.monotonic() - started)
     return status
 
 

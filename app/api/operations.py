@@ -25,6 +25,7 @@ router = APIRouter(prefix="/api/v1/operations", tags=["operations"], dependencie
     response_model=OperationRead,
     responses={404: {"description": "No such operation"}},
     summary="An operation with its tasks' current values",
+    operation_id="operations_get",
 )
 async def get_operation(
     session: SessionDep, catalog: CatalogDep, operation: OperationView
@@ -42,6 +43,7 @@ async def get_operation(
         409: {"description": "The entity is not in a state this operation runs in"},
     },
     summary="Run an operation",
+    operation_id="operations_run",
     description="Validates the values against the operation's composed schema, saves them on "
     "its tasks and queues a run. A 422 names each bad field as [body, values, task, field]; a "
     "409 says which state the entity must be in first (e.g. a site is deleted once disabled).",

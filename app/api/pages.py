@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app.api.deps import Authenticated, PrincipalDep, SessionDep, SettingsDep, client_ip
+from app.config import PROJECT_ROOT
 from app.dispatch import accounts
 from app.dispatch.audit import record
 from app.errors import Forbidden
@@ -84,3 +85,9 @@ async def swagger_ui(request: Request, principal: PrincipalDep) -> HTMLResponse:
         swagger_css_url=str(request.url_for("swagger", path="swagger-ui.css")),
         swagger_favicon_url=str(request.url_for("swagger", path="favicon-32x32.png")),
     )
+
+
+@router.get("/favicon.ico", name="favicon")
+async def favicon() -> FileResponse:
+    """Browsers ask for it at the root, signed in or not."""
+    return FileResponse(PROJECT_ROOT / "static" / "favicon.ico", media_type="image/x-icon")

@@ -17,7 +17,9 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"], dependencies=[Authentic
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 
 
-@router.get("", response_model=Page[RunRead], summary="Runs, newest first")
+@router.get(
+    "", response_model=Page[RunRead], summary="Runs, newest first", operation_id="runs_list"
+)
 async def list_runs(
     session: SessionDep,
     principal: PrincipalDep,
@@ -40,7 +42,13 @@ async def list_runs(
     return Page[RunRead](items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{run_id}", response_model=RunRead, responses=NOT_FOUND, summary="A run")
+@router.get(
+    "/{run_id}",
+    response_model=RunRead,
+    responses=NOT_FOUND,
+    summary="A run",
+    operation_id="runs_get",
+)
 async def get_run(run: RunView) -> RunRead:
     return RunRead.model_validate(run)
 
@@ -51,6 +59,7 @@ async def get_run(run: RunView) -> RunRead:
     status_code=202,
     responses={**NOT_FOUND, 409: {"description": "The run has already ended"}},
     summary="Cancel a queued or running run",
+    operation_id="runs_cancel",
     description="A queued run is cancelled at once. A running one shows `cancelling` while "
     "its process group gets SIGTERM (then SIGKILL after a grace period), then `cancelled`.",
 )
@@ -65,7 +74,13 @@ async def cancel_run(
     return RunRead.model_validate(run)
 
 
-@router.get("/{run_id}/log", response_model=RunLog, responses=NOT_FOUND, summary="A run's log")
+@router.get(
+    "/{run_id}/log",
+    response_model=RunLog,
+    responses=NOT_FOUND,
+    summary="A run's log",
+    operation_id="runs_log",
+)
 async def get_log(
     session: SessionDep,
     run: RunView,

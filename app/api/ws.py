@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from app.api.access import visible_run
 from app.api.hub import Subscription
+from app.api.metrics import open_sockets
 from app.entities.entity import repository as entities
 from app.entities.run import repository as runs
 from app.entities.run.models import Run
@@ -49,10 +50,12 @@ async def run_log(websocket: WebSocket, run_id: uuid.UUID, after: int = 0) -> No
     principal = await _admit(websocket)
     if principal is None:
         return
+    state = app_state(websocket.app)
     try:
-        async with app_state(websocket.app).sessionmaker() as session:
+        async with state.sessionmaker() as session:
             await visible_run(session, principal, run_id, Role.viewer)
-        await _RunTail(websocket, run_id, max(after, 0)).serve()
+        async with open_sockets.held(state):
+            await _RunTail(websocket, run_id, max(after, 0)).serve()
     except NotFound:
         await websocket.close(code=4404, reason=f"no run with id {run_id}")
     except WebSocketDisconnect:
@@ -70,7 +73,7 @@ async def run_events(websocket: WebSocket) -> None:
     teams: dict[str, uuid.UUID | None] = {}
     ended = _Ended()
     try:
-        async with feed:
+        async with feed, open_sockets.held(app_state(websocket.app)):
             while True:
                 message = await feed.next(None)
                 if message is None or feed.overflowed:

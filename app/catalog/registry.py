@@ -117,13 +117,17 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
-def build_catalog(*, plugins: bool = True, extra: Iterable[Registrar] = ()) -> Catalog:
+def build_catalog(
+    *, plugins: bool = True, extra: Iterable[Registrar] = (), skip: Iterable[str] = ()
+) -> Catalog:
     from app.catalog.builtin import register_builtins
 
     catalog = Catalog()
     register_builtins(catalog)
     if plugins:
         for point in entry_points(group=ENTRY_POINT_GROUP):
+            if point.name in skip:
+                continue
             registrar: Registrar = point.load()
             registrar(catalog)
             catalog.plugins.append(point.name)
@@ -142,8 +146,12 @@ def load_registrar(path: str) -> Registrar:
 
 @lru_cache
 def catalog_with(modules: tuple[str, ...] = ()) -> Catalog:
-    """Built-ins, installed plugins, and the registrars named in ``AEGIR_CATALOG_MODULES``."""
-    return build_catalog(extra=[load_registrar(path) for path in modules])
+    """Built-ins, installed plugins (but those ``AEGIR_PLUGINS_SKIP`` names), and the
+    registrars named in ``AEGIR_CATALOG_MODULES``."""
+    from app.config import get_settings
+
+    skip = tuple(get_settings().plugins_skip)
+    return build_catalog(extra=[load_registrar(path) for path in modules], skip=skip)
 
 
 def get_catalog() -> Catalog:

@@ -69,8 +69,22 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
             return annotation, optional
 
 
-def humanise(name: str) -> str:
-    text = name.replace("_", " ")
+# Words a label spells as people write them, not as a Python name does ("Ssh user").
+WORDS = {
+    "ssh": "SSH", "http": "HTTP", "https": "HTTPS", "url": "URL", "urls": "URLs",
+    "db": "database", "postgresql": "PostgreSQL", "mariadb": "MariaDB", "mysql": "MySQL",
+    "php": "PHP", "fpm": "FPM", "id": "ID", "ip": "IP", "api": "API", "tls": "TLS",
+    "acme": "ACME", "dns": "DNS", "git": "Git", "ref": "ref", "uid": "UID", "gid": "GID",
+    "cpu": "CPU", "ttl": "TTL", "smtp": "SMTP", "json": "JSON", "yaml": "YAML",
+}  # fmt: skip
+
+
+def humanise(name: str, title: str | None = None) -> str:
+    """A field's label: its own ``title`` when the model gives one, else its name in words."""
+    if title:
+        return title
+    words = [WORDS.get(word.lower(), word) for word in name.split("_") if word]
+    text = " ".join(words)
     return text[:1].upper() + text[1:]
 
 
@@ -113,7 +127,7 @@ def widget(
     help_text = " ".join(part for part in (info.description or "", _limits(info)) if part)
     made = Widget(
         name=f"{group}.{name}" if group else name,
-        label=humanise(name),
+        label=humanise(name, info.title),
         kind="text",
         help=help_text,
         required=info.is_required(),

@@ -43,7 +43,7 @@ async def test_the_dashboard_leads_a_newcomer_from_server_to_site(
     await page.get_by_role("link", name="Aegir").click()
     await steps.get_by_role("link", name="Create a site").click()
     await page.get_by_label("Name (required)", exact=True).fill("www.example.com")
-    await page.get_by_label("Https", exact=True).check()
+    await page.get_by_label("HTTPS", exact=True).check()
     await page.get_by_role("button", name="Create site").click()
     await expect(page.get_by_role("heading", name="www.example.com")).to_be_visible()
     operations = page.get_by_role("region", name="Operations")

@@ -677,3 +677,14 @@ async def lines_after(
         .limit(limit)
     )
     return [StoredLine(*row) for row in await session.execute(query)]
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Every run's status, counted (the metrics page; the status index answers it)."""
+    query = select(Run.status, func.count()).group_by(Run.status)
+    return {str(status): int(count) for status, count in (await session.execute(query)).all()}
+
+
+async def oldest_queued(session: AsyncSession) -> datetime | None:
+    query = select(func.min(Run.created_at)).where(Run.status == RunStatus.queued)
+    return (await session.execute(query)).scalar_one_or_none()

@@ -1,0 +1,181 @@
+"""The OpenAPI document as generated clients need it.
+
+- Every operation has a stable ``operationId`` (``sites_create``, ``runs_cancel``,
+  ``sites_action_login``, ``sites_run_install``): set on the route, else ``{tag}_{name}``.
+- Every error answer has a typed body: ``ErrorBody`` (``{"detail": "..."}``), or FastAPI's
+  ``HTTPValidationError`` for a 422.
+- A run's values are documented as the server reads them: each task key and each field may
+  be left out (it keeps the task's current value), and nothing else is accepted. The typed
+  route of each operation (``POST /{plural}/{id}/operations/{name}/runs``) names that
+  operation's own values model; the generic ``/operations/{id}/runs`` accepts any of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from app.catalog.registry import Catalog
+
+Document = dict[str, Any]
+
+ERROR_BODY: Document = {
+    "title": "ErrorBody",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "title": "Detail", "description": "What went wrong, in words."}
+    },
+    "required": ["detail"],
+}
+# Answers any route may give, besides its own.
+COMMON_ERRORS = {
+    "401": "Not signed in, or the token is unknown, expired or revoked",
+    "503": "The database or Redis does not answer; try again",
+}
+WRITE_ERRORS = {"403": "Your role in the owning team does not allow it"}
+PATH_ERRORS = {"404": "Nothing of that id that you can see"}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def operation_id(route: APIRoute) -> str:
+    """For routes that set none: ``{first tag}_{endpoint name}``."""
+    tag = str(route.tags[0]).replace("-", "_") if route.tags else ""
+    return f"{tag}_{route.name}" if tag else route.name
+
+
+def compose(app: FastAPI, catalog: Catalog) -> None:
+    """Give ``app`` the document above, built once on first use."""
+
+    def openapi() -> Document:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        _values(document, schemas, catalog)
+        _errors(document, schemas)
+        document["components"]["securitySchemes"] = {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A personal token: POST /api/v1/tokens or `aegir token create`.",
+            },
+            "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "aegir_session"},
+        }
+        document["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _values(document: Document, schemas: Document, catalog: Catalog) -> None:
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (catalog.values_model(kind.name, op), "validation")
+        for kind in catalog.kinds.values()
+        for op in kind.operations
+    ]
+    refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    refs, defs = _unique_titles(refs, definitions.get("$defs", {}))
+    composed = {model.__name__ for model, _mode in models}
+    for name in composed:
+        defs[name] = _optional(defs[name])
+        for prop in defs[name].get("properties", {}).values():
+            task_fields = prop.get("$ref", "").rsplit("/", 1)[-1]
+            if task_fields in defs:
+                defs[task_fields] = _optional(defs[task_fields])
+    for name, schema in defs.items():
+        schemas.setdefault(name, schema)
+    values = schemas["RunCreate"]["properties"]["values"]
+    values["anyOf"] = list(refs.values())
+    for key in ("additionalProperties", "type", "default"):
+        values.pop(key, None)
+    for path in document["paths"].values():
+        for method in METHODS:
+            operation = path.get(method)
+            body_name = operation and operation.pop("x-aegir-run-body", None)
+            if not body_name:
+                continue
+            values_name = body_name.removesuffix("RunCreate") + "Values"
+            schemas[body_name] = {
+                "title": body_name,
+                "type": "object",
+                "properties": {
+                    "values": {
+                        "$ref": f"#/components/schemas/{values_name}",
+                        "description": "Values per task key, then per field; what is left out "
+                        "keeps the task's current value.",
+                    }
+                },
+                "additionalProperties": False,
+            }
+            content = operation["requestBody"]["content"]["application/json"]
+            content["schema"] = {"$ref": f"#/components/schemas/{body_name}"}
+            operation["requestBody"]["required"] = False
+
+
+BOILERPLATE = {"app", "catalog", "builtin", "fields", "tasks", "types"}
+
+
+def _unique_titles(refs: Any, defs: Document) -> tuple[Any, Document]:
+    """Models of the same class name in two modules (a site's and a Kubernetes
+    environment's ``DatabaseFields``) get pydantic's ``module__path__Name`` keys but the same
+    title, and generators name classes by title: each gets a name of its own instead,
+    ``SiteDatabaseFields``, from its module path."""
+    renames = {}
+    for key in defs:
+        if "__" in key:
+            *path, name = key.split("__")
+            prefix = "".join(p.capitalize() for p in path if p not in BOILERPLATE)
+            renames[key] = prefix.replace("_", "") + name
+    if not renames:
+        return refs, defs
+    text = json.dumps({"refs": {str(k): v for k, v in refs.items()}, "defs": defs})
+    for old, new in renames.items():
+        text = text.replace(f'/{old}"', f'/{new}"')
+    loaded = json.loads(text)
+    out: Document = {}
+    for key, schema in loaded["defs"].items():
+        if key in renames:
+            schema["title"] = renames[key]
+        out[renames.get(key, key)] = schema
+    return {key: loaded["refs"][str(key)] for key in refs}, out
+
+
+def _optional(schema: Document) -> Document:
+    """``schema`` with no property required: the server fills in what a run leaves out."""
+    out = copy.deepcopy(schema)
+    out.pop("required", None)
+    return out
+
+
+def _errors(document: Document, schemas: Document) -> None:
+    schemas["ErrorBody"] = ERROR_BODY
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path_name, path in document["paths"].items():
+        for method in METHODS:
+            operation = path.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            public = operation.get("security") == []
+            extra = {} if public else dict(COMMON_ERRORS)
+            if method != "get" and not public:
+                extra.update(WRITE_ERRORS)
+            if "{" in path_name:
+                extra.update(PATH_ERRORS)
+            for code, description in extra.items():
+                responses.setdefault(code, {"description": description})
+            if public:
+                continue  # health answers its own bodies
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and code != "422":
+                    response.setdefault("content", copy.deepcopy(error))
