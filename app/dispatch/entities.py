@@ -22,7 +22,7 @@ from app.entities.run.states import FINAL
 from app.entities.task.models import TaskInstance
 from app.entities.team import repository as teams
 from app.entities.team.models import Role
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 
 
@@ -96,7 +96,7 @@ async def _team_for(session: AsyncSession, principal: Principal, wanted: str | N
     if wanted is not None:
         team_id = uuid.UUID(wanted)
         if not principal.can(team_id, Role.admin) or await teams.get(session, team_id) is None:
-            raise InvalidInput.field(["body", "team_id"], f"no team {team_id} that you administer")
+            raise NotFound(f"team_id: no team {team_id} that you administer")
         return team_id
     mine = [team for team, role in principal.roles.items() if role == Role.admin]
     if len(mine) == 1:
@@ -186,11 +186,14 @@ async def _resolve_references(
     for role, target_id in ids.items():
         expected = kind.references[role].kind
         target = found.get(target_id)
-        loc = ["body", "references", role]
+        # Like a path's id: 404, whether it does not exist, is another team's, or is of
+        # another kind (it is no such entity that you can see).
         if target is None or not principal.can(target.team_id, Role.viewer):
-            raise InvalidInput.field(loc, f"no {expected} with id {target_id}", "not_found")
+            raise NotFound(f"references.{role}: no {expected} with id {target_id}")
         if target.kind != expected:
-            raise InvalidInput.field(loc, f"must be a {expected}; {target_id} is a {target.kind}")
+            raise NotFound(
+                f"references.{role}: no {expected} with id {target_id} (it is a {target.kind})"
+            )
     return ids
 
 
