@@ -78,6 +78,7 @@ async def create(
     session: AsyncSession, principal: Principal, kind: EntityKind, body: BaseModel
 ) -> Entity:
     data = body.model_dump(mode="json")
+    _stored_form(kind, data["fields"])
     team_id = await _team_for(session, principal, data["team_id"])
     await _check_name_free(session, kind, data["name"])
     references = await _resolve_references(session, principal, kind, data["references"])
@@ -122,7 +123,7 @@ async def change(
     if body.fields is not None:
         merged = {**entity.attributes, **body.fields}
         fields = _validate(TypeAdapter(kind.fields), merged, ["body", "fields"])
-        entity.attributes = fields.model_dump(mode="json")
+        entity.attributes = _stored_form(kind, fields.model_dump(mode="json"))
     if body.references:
         wanted = {str(role): str(target) for role, target in body.references.items()}
         await _replace_references(session, principal, kind, entity, wanted)
@@ -150,6 +151,14 @@ async def remove(
     await entities.delete_by_id(session, entity.id)
     record(session, principal, "entity.deleted", target_kind=kind.name, target_id=entity.id,
            team_id=entity.team_id, name=entity.name)  # fmt: skip
+
+
+def _stored_form(kind: EntityKind, stored: dict[str, Any]) -> dict[str, Any]:
+    """Fields as they will be stored must read back: a value valid as given can outgrow its
+    limit once normalised (a URL of 2,083 characters gains a "/"), and an entity whose
+    fields no longer read back would break every page that shows it."""
+    _validate(TypeAdapter(kind.fields), stored, ["body", "fields"])
+    return stored
 
 
 def _validate(adapter: TypeAdapter[Any], value: Any, loc: list[str | int]) -> Any:
