@@ -50,9 +50,12 @@ def event_of(status: str) -> str:
 
 
 def matches(target: NotificationTarget, run: EndedRun) -> bool:
-    """Whether the target's filters let this run's end through (empty: everything)."""
+    """Whether the target's filters let this run's end through (empty: everything).
+    Runs that ended before the target existed are not its business (the look-back
+    reads them again)."""
     return (
         target.team_id == run.team_id
+        and run.finished_at >= target.created_at
         and (not target.entity_kinds or run.entity_kind in target.entity_kinds)
         and (not target.operations or run.operation_type in target.operations)
         and (not target.statuses or run.status in target.statuses)

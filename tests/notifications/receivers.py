@@ -9,8 +9,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -86,7 +86,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 class Mailbox:
     host: str
     port: int
-    messages: list[tuple[list[str], Message]] = field(default_factory=list)
+    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
 
 
 @contextmanager
@@ -99,7 +99,9 @@ def smtp_server() -> Iterator[Mailbox]:
             self, server: SMTP, session: Session, envelope: Envelope
         ) -> str:
             content = envelope.original_content or b""
-            box.messages.append((list(envelope.rcpt_tos), message_from_bytes(content)))
+            message = message_from_bytes(content, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            box.messages.append((list(envelope.rcpt_tos), message))
             return "250 OK"
 
     controller = Controller(Keep(), hostname=box.host, port=box.port)
