@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -38,6 +39,9 @@ from app.security.crypto import SecretBox
 logger = logging.getLogger("aegir.notifier")
 
 PAGE = 200
+# Between full look-backs, each poll reads again this much before its last mark: the
+# ends committed in the meantime with a slightly older ``finished_at``.
+RECENT = timedelta(seconds=5)
 FIRST_ID = uuid.UUID(int=0)
 
 
@@ -49,6 +53,10 @@ class Notifier:
         self.sessionmaker = sessionmaker
         self.box = box
         self.in_flight: set[asyncio.Task[None]] = set()
+        # The newest run end this relay has read, and when it last read the whole
+        # look-back (``_start``).
+        self.mark: datetime | None = None
+        self.deep_at = 0.0
         self.client = httpx.AsyncClient(
             follow_redirects=False,
             limits=httpx.Limits(max_connections=settings.notify_in_flight),
@@ -78,12 +86,18 @@ class Notifier:
         """Insert the delivery rows of runs that ended since the cursor: how many new."""
         async with session_scope(self.sessionmaker, writes=False) as session:
             cursor = await deliveries.cursor(session)
+            targets = await deliveries.enabled_targets(session)
+            if cursor is not None and targets:
+                rows, newest = await self._new_rows(session, cursor, targets)
         if cursor is None:
             async with session_scope(self.sessionmaker) as session:
                 await deliveries.start_cursor(session, utcnow())
             return 0
-        async with session_scope(self.sessionmaker, writes=False) as session:
-            rows, newest = await self._new_rows(session, cursor)
+        if not targets:
+            # Nobody to tell: no run is read, and the cursor keeps up (written rarely).
+            rows, newest = [], utcnow() - self.settings.notify_lookback
+            if newest - cursor < self.settings.notify_lookback:
+                return 0
         if not rows and newest <= cursor:
             return 0  # nothing to write: no transaction at all
         async with session_scope(self.sessionmaker) as session:
@@ -91,25 +105,36 @@ class Notifier:
             await deliveries.advance_cursor(session, newest)
         return added
 
+    def _start(self, cursor: datetime) -> datetime:
+        """Where this poll reads from. Every so often the whole look-back behind the shared
+        cursor (a run's end committed late: a slow transaction, a relay storing a backlog
+        of exit events); between, from a little before what this relay read last."""
+        lookback = self.settings.notify_lookback
+        now = time.monotonic()
+        if self.mark is None or now - self.deep_at > lookback.total_seconds() / 4:
+            self.deep_at = now
+            return cursor - lookback
+        return min(cursor, self.mark) - RECENT
+
     async def _new_rows(
-        self, session: AsyncSession, cursor: datetime
+        self, session: AsyncSession, cursor: datetime, targets: list[NotificationTarget]
     ) -> tuple[list[dict[str, object]], datetime]:
-        """Rows for runs ended after ``cursor`` less the look-back (a run whose end was
-        committed late), leaving out pairs that have theirs; and the newest end seen."""
-        after, newest = (cursor - self.settings.notify_lookback, FIRST_ID), cursor
+        """Rows for runs of the targets' teams that ended since ``_start``, leaving out
+        pairs that have theirs; and the newest end seen."""
+        since = max(self._start(cursor), min(t.created_at for t in targets))
+        after, newest = (since, FIRST_ID), cursor
+        teams = {target.team_id for target in targets}
         rows: list[dict[str, object]] = []
-        while runs := await deliveries.ended_runs(session, after, PAGE):
-            rows += await self._rows_for(session, runs)
+        while runs := await deliveries.ended_runs(session, after, PAGE, teams):
+            rows += await self._rows_for(session, runs, targets)
             after = (runs[-1].finished_at, runs[-1].id)
             newest = max(newest, runs[-1].finished_at)
+        self.mark = newest
         return rows, newest
 
     async def _rows_for(
-        self, session: AsyncSession, runs: list[EndedRun]
+        self, session: AsyncSession, runs: list[EndedRun], targets: list[NotificationTarget]
     ) -> list[dict[str, object]]:
-        targets = await deliveries.enabled_targets(session, {run.team_id for run in runs})
-        if not targets:
-            return []
         known = await deliveries.known_pairs(session, [run.id for run in runs])
         rows = notify.deliveries_for(runs, targets, self.settings.base_url)
         return [row for row in rows if (row["target_id"], row["run_id"]) not in known]

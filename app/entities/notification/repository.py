@@ -65,12 +65,9 @@ async def remove_target(session: AsyncSession, target_id: uuid.UUID) -> None:
     await session.execute(delete(NotificationTarget).where(NotificationTarget.id == target_id))
 
 
-async def enabled_targets(
-    session: AsyncSession, team_ids: Collection[uuid.UUID]
-) -> list[NotificationTarget]:
-    query = select(NotificationTarget).where(
-        NotificationTarget.team_id.in_(team_ids), NotificationTarget.enabled.is_(True)
-    )
+async def enabled_targets(session: AsyncSession) -> list[NotificationTarget]:
+    """Every enabled target (a few per team at most): what the notifiers match runs to."""
+    query = select(NotificationTarget).where(NotificationTarget.enabled.is_(True))
     return list(await session.scalars(query))
 
 
@@ -95,9 +92,12 @@ class EndedRun(NamedTuple):
 
 
 async def ended_runs(
-    session: AsyncSession, after: tuple[datetime, uuid.UUID], limit: int
+    session: AsyncSession,
+    after: tuple[datetime, uuid.UUID],
+    limit: int,
+    teams: Collection[uuid.UUID],
 ) -> list[EndedRun]:
-    """Runs that ended after ``after`` (finished_at, id), in that order."""
+    """Runs of ``teams`` that ended after ``after`` (finished_at, id), in that order."""
     since, last_id = after
     query = (
         select(
@@ -122,6 +122,7 @@ async def ended_runs(
             Run.finished_at.is_not(None),
             or_(Run.finished_at > since, (Run.finished_at == since) & (Run.id > last_id)),
             Run.status.in_(FINAL),
+            Entity.team_id.in_(teams),
         )
         .order_by(Run.finished_at, Run.id)
         .limit(limit)
