@@ -4,16 +4,19 @@ delivery log; another team's target is 404 and no secret is ever on a page."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.notification.models import NotificationTarget
 from app.entities.team.models import Role
+from app.web import notifications
 from tests.fixtures.accounts import PASSWORD, Account, make_account
 from tests.notifications.receivers import verify, webhook_receiver
 
@@ -34,6 +37,21 @@ async def _browser(app: FastAPI, username: str) -> AsyncIterator[httpx.AsyncClie
         data = {"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)}
         assert (await http.post("/login", data=data)).status_code == 303
         yield http
+
+
+async def test_every_notifications_page_sends_strangers_to_sign_in(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    checked = 0
+    for route in notifications.router.routes:
+        assert isinstance(route, APIRoute) and route.methods
+        path = route.path.replace("{target_id}", str(uuid.uuid4()))
+        for method in route.methods - {"HEAD"}:
+            answer = await anonymous.request(method, path, data={"name": "x"})
+            assert answer.status_code == 303, (method, path)
+            assert answer.headers["location"].endswith("/login")
+            checked += 1
+    assert checked == 6
 
 
 async def test_add_a_webhook_send_a_test_and_see_it_logged(
