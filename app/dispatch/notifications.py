@@ -271,9 +271,9 @@ async def change_target(
     target: NotificationTarget,
     body: TargetUpdate,
 ) -> NotificationTarget:
-    changes = body.model_dump(exclude_unset=True, mode="json")
-    if "secret" in changes:
-        changes["secret"] = box.seal(body.secret.get_secret_value()) if body.secret else None
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, mode="json")
+    if body.secret is not None:
+        changes["secret"] = box.seal(body.secret.get_secret_value())
     for name, value in changes.items():
         setattr(target, name, value)
     _check_complete(target)

@@ -116,3 +116,16 @@ async def test_send_test_delivers_a_signed_body_and_logs_it(
     assert orjson.loads(first.body)["target"]["name"] == "chat"
     log = (await client.get(f"{BASE}/{target_id}/deliveries")).json()
     assert [d["state"] for d in log["items"]] == ["failed", "delivered"]
+
+
+async def test_a_change_sent_as_null_leaves_the_field_as_it_is(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    target_id = (await client.post(BASE, json=_webhook(account.team_id))).json()["id"]
+    nulls = {"name": None, "url": None, "secret": None, "statuses": None, "enabled": None}
+    changed = await client.patch(f"{BASE}/{target_id}", json=nulls)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["name"] == "chat" and changed.json()["has_secret"] is True
+    assert changed.json()["statuses"] == ["failed", "lost"]
+    too_long = {"url": "http://example.com/" + "a" * 2000}
+    assert (await client.patch(f"{BASE}/{target_id}", json=too_long)).status_code == 422

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    UrlConstraints,
     model_validator,
 )
 
@@ -26,6 +27,7 @@ Word = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^
 Address = Annotated[
     str, StringConstraints(max_length=254, pattern=r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+$")
 ]
+Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
 Secret = Annotated[SecretStr, Field(min_length=16, max_length=200)]
 # The statuses a run can end with: the events a target may ask for.
 ENDED = sorted(str(status) for status in FINAL)
@@ -59,7 +61,7 @@ class TargetCreate(Filters):
     team_id: uuid.UUID
     name: Name
     kind: TargetKind
-    url: AnyHttpUrl | None = Field(default=None, description="Webhooks: where to POST.")
+    url: Url | None = Field(default=None, description="Webhooks: where to POST.")
     secret: Secret | None = Field(
         default=None, description="Webhooks: the key their signature is made with; never shown."
     )
@@ -76,12 +78,13 @@ class TargetCreate(Filters):
 
 
 class TargetUpdate(BaseModel):
-    """Only the fields sent change; a secret sent replaces the old one."""
+    """Only the fields sent change; a secret sent replaces the old one. ``null`` leaves a
+    field as it is."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    url: AnyHttpUrl | None = None
+    url: Url | None = None
     secret: Secret | None = None
     addresses: list[Address] | None = Field(default=None, max_length=50)
     entity_kinds: list[Word] | None = Field(default=None, max_length=50)
