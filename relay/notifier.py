@@ -57,6 +57,7 @@ class Notifier:
         # look-back (``_start``).
         self.mark: datetime | None = None
         self.deep_at = 0.0
+        self.failing: float | None = None
         self.client = httpx.AsyncClient(
             follow_redirects=False,
             limits=httpx.Limits(max_connections=settings.notify_in_flight),
@@ -66,14 +67,28 @@ class Notifier:
         poll = self.settings.notify_poll.total_seconds()
         try:
             while True:
-                try:
-                    await self.scan()
-                    await self.send_due()
-                except (OSError, SQLAlchemyError) as error:
-                    logger.warning("notifier: %s; trying again", error)
+                await self.poll_once()
                 await asyncio.sleep(poll)
         finally:
             await self.aclose()
+
+    async def poll_once(self) -> None:
+        """Never raises: a notifier that stopped would leave every target silent. A
+        failure is logged when it begins (not once per poll) and when it ends."""
+        try:
+            await self.scan()
+            await self.send_due()
+        except (OSError, SQLAlchemyError) as error:
+            if self.failing is None:
+                logger.warning("notifier: %s; trying again every poll", error)
+            self.failing = self.failing or time.monotonic()
+            return
+        except Exception:
+            logger.exception("notifier: poll failed; trying again next poll")
+            return
+        if self.failing is not None:
+            logger.warning("notifier: working again after %.1f s", time.monotonic() - self.failing)
+            self.failing = None
 
     async def aclose(self) -> None:
         """Attempts in flight are dropped: their claims expire and are tried again."""
