@@ -3,6 +3,11 @@
 from app.db import Base
 from app.entities.audit.models import AuditEvent
 from app.entities.entity.models import Entity, EntityReference
+from app.entities.notification.models import (
+    NotificationDelivery,
+    NotificationTarget,
+    NotifierCursor,
+)
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunTask
 from app.entities.task.models import TaskInstance
@@ -17,6 +22,9 @@ __all__ = [
     "Entity",
     "EntityReference",
     "Membership",
+    "NotificationDelivery",
+    "NotificationTarget",
+    "NotifierCursor",
     "Operation",
     "OperationTask",
     "Run",

@@ -27,8 +27,10 @@ from app.db import create_engine, create_sessionmaker, session_scope
 from app.dispatch.queueing import next_runs
 from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_events
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
+from app.security.crypto import SecretBox
 from app.unavailable import database_unreachable
 from relay import store
+from relay.notifier import Notifier
 from relay.sweeper import Sweeper
 
 logger = logging.getLogger("aegir.relay")
@@ -240,6 +242,8 @@ async def serve_relay(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(relay.consume()), asyncio.create_task(relay.sweep_forever())]
+    notifier = Notifier(settings, relay.sessionmaker, SecretBox(settings.secret_key))
+    tasks.append(asyncio.create_task(notifier.run_forever()))
     logger.info("relay %s ready", name)
     await stop.wait()
     for task in tasks:
