@@ -234,9 +234,10 @@ async def cancel(
     await batches.end_pending(session, batch_id, ItemStatus.cancelled, "the batch was cancelled")
     record(session, principal, "batch.cancelled", target_kind="batch", target_id=batch_id,
            team_id=team_id, ip=ip)  # fmt: skip
-    for item in await batches.items_in(session, batch_id, [ItemStatus.running]):
-        if item.run_id is not None:
-            await _cancel_run(session, services, principal, item.run_id)
+    # Ids first: cancelling a run expires the session's objects.
+    running = await batches.items_in(session, batch_id, [ItemStatus.running])
+    for run_id in [item.run_id for item in running if item.run_id is not None]:
+        await _cancel_run(session, services, principal, run_id)
     after_commit(session, partial(announce, services.redis, batch_id, team_id,
                                   BatchStatus.cancelled))  # fmt: skip
     session.expire_all()
