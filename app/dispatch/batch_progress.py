@@ -19,9 +19,11 @@ from app.dispatch import runs as run_service
 from app.dispatch.batches import ITEM_AFTER_RUN, Services, announce, is_expected, opened_values
 from app.entities.batch import repository as batches
 from app.entities.batch.models import Batch, BatchItem, BatchStatus, ItemStatus
+from app.entities.entity.models import Entity
 from app.entities.run.states import FINAL, RunStatus
 from app.entities.team import repository as teams
 from app.entities.user import repository as users
+from app.errors import Conflict
 from app.security.principal import Principal
 
 
@@ -102,6 +104,7 @@ async def _start_item(
         return 0
     try:
         operation = await batches.operation_of(session, item.entity_id, batch.operation)
+        _check_skip(batch, operation.entity)
         run = await run_service.request(
             session, services.catalog, services.redis, services.box, principal, operation,
             values,
@@ -115,6 +118,13 @@ async def _start_item(
     await batches.move_item(session, item_id, ItemStatus.running, ItemStatus.running,
                             run_id=run.id, started_at=run.created_at)  # fmt: skip
     return 1
+
+
+def _check_skip(batch: Batch, entity: Entity) -> None:
+    """Skip an entity in a state the batch leaves alone (an upgrade leaves disabled sites)."""
+    why = batch.selection.get("skip_states", {}).get(entity.state or "")
+    if why:
+        raise Conflict(f"{entity.kind} {entity.name} is {entity.state}: {why}")
 
 
 async def _principal(session: AsyncSession, batch: Batch) -> Principal:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -58,11 +58,14 @@ class Selection:
     role: str | None = None
     target: uuid.UUID | None = None
     state: str | None = None
+    # An entity in one of these states is skipped, with these words as why.
+    skip_states: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
+        skip = {"skip_states": dict(self.skip_states)} if self.skip_states else {}
         if self.ids is not None:
-            return {"ids": [str(i) for i in self.ids]}
-        return {"role": self.role, "target": str(self.target), "state": self.state}
+            return {"ids": [str(i) for i in self.ids], **skip}
+        return {"role": self.role, "target": str(self.target), "state": self.state, **skip}
 
 
 @dataclass(frozen=True)
