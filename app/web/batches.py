@@ -163,10 +163,18 @@ async def _form_context(
 
 @router.get("/batches/{batch_id}", name="batch_page")
 async def batch_page(
-    request: Request, session: SessionDep, principal: PageUser, batch: BatchView
+    request: Request,
+    session: SessionDep,
+    principal: PageUser,
+    catalog: CatalogDep,
+    batch: BatchView,
 ) -> Response:
+    kind = catalog.kinds.get(batch.kind)
+    op_type = kind.operations.get(batch.operation) if kind else None
     context = {
         "batch": await detail(session, batch),
+        "op_label": op_type.label if op_type else batch.operation,
+        "kind": kind,
         "can_cancel": principal.can(batch.team_id, Role.operator),
     }
     fragment = is_htmx(request) and request.headers.get("hx-target") == "batch-live"
