@@ -89,7 +89,9 @@ def upgrade() -> None:
             ["run_id"], ["runs.id"], name=op.f("fk_batch_items_run_id_runs"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batch_items")),
-        sa.UniqueConstraint("batch_id", "entity_id", name=op.f("uq_batch_items_batch_id_entity_id")),
+        sa.UniqueConstraint(
+            "batch_id", "entity_id", name=op.f("uq_batch_items_batch_id_entity_id")
+        ),
     )
     op.create_index(
         "ix_batch_items_batch_id_status", "batch_items", ["batch_id", "status"], unique=False
