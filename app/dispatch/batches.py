@@ -95,6 +95,7 @@ async def start(
     commits; nothing is written when a check fails). The principal must be an operator
     of the selected entities' team; a batch spans one team."""
     entity_kind = _kind(services.catalog, kind, operation)
+    _known_tasks(entity_kind, operation, values)
     team_id, selected = await _select(session, principal, entity_kind, selection)
     operations = await batches.operations_of(session, [e.id for e in selected], operation)
     by_entity = {op.entity_id: op for op in operations}
@@ -131,6 +132,17 @@ def _kind(catalog: Catalog, kind: str, operation: str) -> EntityKind:
     if operation not in entity_kind.operations:
         raise InvalidInput.field(["body", "operation"], f"a {kind} has no operation {operation!r}")
     return entity_kind
+
+
+def _known_tasks(kind: EntityKind, operation: str, values: dict[str, dict[str, Any]]) -> None:
+    """Values only for the operation's tasks (checked here too: a selection that matches
+    no entity validates nothing else)."""
+    known = kind.operations[operation].task_keys
+    for key in values:
+        if key not in known:
+            raise InvalidInput.field(
+                ["body", "values", key], f"{operation} has no task {key!r}", "extra_forbidden"
+            )
 
 
 async def _select(
