@@ -61,9 +61,12 @@ def _too_many_failures(batch: Batch, counts: dict[str, int]) -> bool:
 async def _follow(session: AsyncSession, batch_id: uuid.UUID) -> bool:
     """Running items whose run has ended take its outcome (the database is the truth)."""
     ended = await batches.ended_runs(session, batch_id, FINAL)
-    for item_id, run_status, error, finished in ended:
+    for item_id, run_status, error, code, finished in ended:
         to = ITEM_AFTER_RUN[RunStatus(run_status)]
-        reason = None if to == ItemStatus.succeeded else (error or f"the run {run_status}")
+        exit_code = "" if code is None else f" (exit code {code})"
+        reason = (
+            None if to == ItemStatus.succeeded else (error or f"its run {run_status}{exit_code}")
+        )
         await batches.move_item(session, item_id, ItemStatus.running, to, reason=reason,
                                 finished_at=finished)  # fmt: skip
     return bool(ended)

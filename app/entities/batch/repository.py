@@ -222,10 +222,10 @@ async def end_pending(
 
 async def ended_runs(
     session: AsyncSession, batch_id: uuid.UUID, final: Collection[str]
-) -> list[tuple[uuid.UUID, str, str | None, datetime | None]]:
-    """Running items whose run has ended: (item id, run status, run error, finished)."""
+) -> list[tuple[uuid.UUID, str, str | None, int | None, datetime | None]]:
+    """Running items whose run has ended: (item id, run status, error, exit code, end)."""
     query = (
-        select(BatchItem.id, Run.status, Run.error, Run.finished_at)
+        select(BatchItem.id, Run.status, Run.error, Run.exit_code, Run.finished_at)
         .join(Run, Run.id == BatchItem.run_id)
         .where(
             BatchItem.batch_id == batch_id,
