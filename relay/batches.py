@@ -57,7 +57,14 @@ class BatchDriver:
             ids = await batches.unfinished(session)
         moved = 0
         for batch_id in ids:
-            moved += await self._advance(batch_id)
+            try:
+                moved += await self._advance(batch_id)
+            except (RedisError, OSError, SQLAlchemyError):
+                raise  # the database or Redis is away: the whole pass waits
+            except Exception:
+                # A bug or a catalogue that changed under the batch: this batch's step is
+                # rolled back and tried again next pass; the others go on.
+                logger.exception("batches: batch %s could not be advanced", batch_id)
         return moved
 
     async def _advance(self, batch_id: uuid.UUID) -> bool:
