@@ -5,7 +5,11 @@ with its ``sleep`` field."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from tests.batches.helpers import make_apps, most_at_once, show, start_batch, wait_finished
 from tests.fixtures.stack import Stack, wait_for
@@ -127,3 +131,35 @@ def test_another_teams_operator_gets_404_on_our_batches(batch_stack: Stack) -> N
         })  # fmt: skip
         assert answer.status_code == 422
         assert answer.json()["detail"][0]["loc"] == ["body", "ids", 0]
+
+
+def _batch_messages(socket: ClientConnection, until_final: bool) -> list[dict[str, Any]]:
+    """The batch messages a /ws/events client gets (until the batch's end, or a quiet 3 s)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        try:
+            message = json.loads(socket.recv(timeout=3 if not until_final else 30))
+        except TimeoutError:
+            return found
+        if message.get("type") == "batch":
+            found.append(message)
+            if until_final and message["status"] != "running":
+                return found
+
+
+def test_batch_changes_reach_its_team_live_and_no_other(batch_stack: Stack) -> None:
+    token = batch_stack.create_account("batch-watcher", team="watchers", role="operator")
+    with batch_stack.client() as http:
+        apps = make_apps(batch_stack, http, "watched", 2)
+        with (
+            batch_stack.connect("/ws/events") as ours,
+            connect(f"{batch_stack.ws_url}/ws/events", open_timeout=10,
+                    additional_headers={"Authorization": f"Bearer {token}"}) as theirs,
+        ):  # fmt: skip
+            batch = start_batch(http, kind="testapp", operation="noop", ids=[a["id"] for a in apps])
+            seen = _batch_messages(ours, until_final=True)
+            unseen = _batch_messages(theirs, until_final=False)
+    assert {m["batch"] for m in seen} == {batch["id"]}
+    assert seen[-1]["status"] == "succeeded"
+    assert seen[-1]["counts"] == {"succeeded": 2}
+    assert unseen == []
