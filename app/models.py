@@ -2,6 +2,7 @@
 
 from app.db import Base
 from app.entities.audit.models import AuditEvent
+from app.entities.batch.models import Batch, BatchItem
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.notification.models import (
     NotificationDelivery,
@@ -19,6 +20,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "Batch",
+    "BatchItem",
     "Entity",
     "EntityReference",
     "Membership",
