@@ -4,7 +4,7 @@ One operation over many entities: the batch (its values, limits, status, summary
 its items (one per entity, in order, each with its status and run).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-27 15:40:00
 """
 
