@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
-from app.api import accounts, health, operations, pages, runs, ws
+from app.api import accounts, health, operations, pages, runs, schedules, ws
 from app.api import catalog as catalog_api
 from app.api.entities import entity_router
 from app.api.hub import Hub
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.include_router(entity_router(kind))
     app.include_router(operations.router)
     app.include_router(runs.router)
+    app.include_router(schedules.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
     app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes

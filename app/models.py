@@ -5,6 +5,7 @@ from app.entities.audit.models import AuditEvent
 from app.entities.entity.models import Entity, EntityReference
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunTask
+from app.entities.schedule.models import Schedule, ScheduleSlot
 from app.entities.task.models import TaskInstance
 from app.entities.team.models import Membership, Team
 from app.entities.token.models import ApiToken
@@ -22,6 +23,8 @@ __all__ = [
     "Run",
     "RunLogLine",
     "RunTask",
+    "Schedule",
+    "ScheduleSlot",
     "TaskInstance",
     "Team",
     "User",

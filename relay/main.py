@@ -29,6 +29,7 @@ from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
 from app.unavailable import database_unreachable
 from relay import store
+from relay.schedules import Scheduler
 from relay.sweeper import Sweeper
 
 logger = logging.getLogger("aegir.relay")
@@ -240,6 +241,8 @@ async def serve_relay(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(relay.consume()), asyncio.create_task(relay.sweep_forever())]
+    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, name)
+    tasks.append(asyncio.create_task(scheduler.run_forever()))
     logger.info("relay %s ready", name)
     await stop.wait()
     for task in tasks:
