@@ -94,7 +94,7 @@ async def preview(
     count: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> SchedulePreview:
     """'At 02:00 every day (Europe/Paris), next: ...'; a bad expression or zone is a 422."""
-    text, upcoming = service.preview(cron, timezone, count)
+    text, upcoming = service.preview(cron, timezone, count, where="query")
     return SchedulePreview(text=text, next=upcoming)
 
 

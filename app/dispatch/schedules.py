@@ -48,7 +48,7 @@ MAX_SLOTS_PER_PASS = 500
 # Cron and zone.
 
 
-def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
+def zone(name: str, loc: tuple[str, ...]) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -56,14 +56,14 @@ def zone(name: str, loc: tuple[str, ...] = ("body", "timezone")) -> ZoneInfo:
         raise InvalidInput.field(loc, msg) from None
 
 
-def cron_times(cron: str, tz: str, after: datetime) -> CronSim:
+def cron_times(cron: str, tz: str, after: datetime, where: str = "body") -> CronSim:
     """The slots strictly after ``after``, in the zone (cronsim handles DST)."""
-    local = zone(tz)
+    local = zone(tz, (where, "timezone"))
     try:
         return CronSim(cron, after.astimezone(local))
     except (CronSimError, ValueError) as error:
         msg = f"bad cron expression {cron!r}: {error}"
-        raise InvalidInput.field(("body", "cron"), msg) from None
+        raise InvalidInput.field((where, "cron"), msg) from None
 
 
 def next_times(cron: str, tz: str, count: int = 5, after: datetime | None = None) -> list[datetime]:
@@ -71,10 +71,10 @@ def next_times(cron: str, tz: str, count: int = 5, after: datetime | None = None
     return [next(times).astimezone(UTC) for _ in range(count)]
 
 
-def preview(cron: str, tz: str, count: int = 3) -> tuple[str, list[datetime]]:
+def preview(cron: str, tz: str, count: int = 3, where: str = "body") -> tuple[str, list[datetime]]:
     """'At 02:00 every day (Europe/Paris), next: 2026-11-28 02:00 CET, ...' and the times."""
-    times = cron_times(cron, tz, clock.now())
-    local = zone(tz)
+    times = cron_times(cron, tz, clock.now(), where)
+    local = zone(tz, (where, "timezone"))
     upcoming = [next(times) for _ in range(count)]
     shown = ", ".join(at.astimezone(local).strftime("%Y-%m-%d %H:%M %Z") for at in upcoming)
     return f"{times.explain()} ({tz}), next: {shown}", [at.astimezone(UTC) for at in upcoming]

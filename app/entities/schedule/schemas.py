@@ -61,6 +61,9 @@ class ScheduleRead(ScheduleBase):
     values: dict[str, dict[str, Any]] = Field(description="Values sent; secrets left out.")
     paused: bool
     created_by: str
+    counted_from: datetime = Field(
+        description="Slots after this instant count (creation, or the last change of cron or zone)."
+    )
     created_at: datetime
     updated_at: datetime
     preview: str
