@@ -4,6 +4,7 @@ slots missed while no scheduler ran are recorded, and handled by each policy."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -32,6 +33,10 @@ def _slots(http: httpx.Client, schedule: dict[str, Any]) -> list[dict[str, Any]]
     while len(page := http.get(url, params={"limit": 200, "offset": len(slots)}).json()["items"]):
         slots += page
     return sorted(slots, key=lambda slot: slot["slot_at"])
+
+
+def _recorded(http: httpx.Client, schedule: dict[str, Any], count: int) -> bool:
+    return len(_slots(http, schedule)) >= count
 
 
 def _runs(http: httpx.Client, app: dict[str, Any]) -> set[str]:
@@ -91,7 +96,7 @@ def test_slots_missed_while_stopped_are_recorded_and_handled_per_policy(
         fast.sleep_until(first + timedelta(hours=6))
         _relays(fast, running=True)
         for schedule in (once, skip):
-            wait_for(lambda s=schedule: len(_slots(http, s)) == 4, "the slots", timeout=30)
+            wait_for(partial(_recorded, http, schedule, 4), "the slots", timeout=30)
         once_slots, skip_slots = _slots(http, once), _slots(http, skip)
         runs = _runs(http, app)
     for slots in (once_slots, skip_slots):
