@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.hosting import Hosting, MariaDBServer, NginxServer, PostgresServer
 from tests.fixtures.stack import running_stack, wait_for
+from tests.hosting.test_idempotence import run_twice
 
 # A simulated day in 15 real seconds: room for a backup and a prune run each night.
 SPEED = 86400 / 15
@@ -152,3 +153,28 @@ def test_nightly_backups_keep_the_newest_three_and_never_the_restore_forms_archi
     assert len(kept) == 2
     assert Path(chosen).name not in _removed(hosting, named_slots)
     assert len(_removed(hosting, named_slots)) == FIRINGS - 1
+
+
+def test_pruning_by_hand_keeps_the_newest_and_a_second_prune_changes_nothing(
+    fast_hosting: Hosting,
+) -> None:
+    hosting = fast_hosting
+    site = _installed(hosting, "byhand.example.test")
+    # Two, so that one is removed: the log helper counts a changed loop item as a task.
+    for _ in range(2):
+        assert hosting.run(site, "backup")["status"] == "succeeded"
+    newest = Path(hosting.outputs(site, "backup", "backup_archive")["path"]).name
+    first, second = run_twice(hosting, site, "prune_backups", {"prune": {"keep_last": 1}})
+    assert (
+        first
+        == [
+            "TASK [backup_prune : Remove the archives beyond the retention]",
+        ]
+        and second == []
+    )
+    assert _archives(hosting, site["name"]) == {newest}
+    # Without a rule, nothing is removed, and the run says why.
+    site = hosting.entity("sites", site["id"])
+    run = hosting.run(site, "prune_backups", {"prune": {"keep_last": None}})
+    assert run["status"] == "failed"
+    assert any("give keep_last, keep_days or both" in line for line in run["log"])
