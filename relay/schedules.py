@@ -53,12 +53,20 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         interval = self.settings.schedule_tick.total_seconds()
+        failing = False
         while True:
             try:
                 await self.tick()
             except (RedisError, OSError, SQLAlchemyError) as error:
-                # Nothing is lost: the slots are still due, and recorded next time.
-                logger.warning("scheduler: pass failed (%s); next time", error)
+                # Nothing is lost: the slots are still due, and recorded next time (or
+                # found missed, if that is past the grace window). Said once per outage.
+                if not failing:
+                    logger.warning("scheduler: pass failed (%s); retrying", error)
+                failing = True
+            else:
+                if failing:
+                    logger.warning("scheduler: passes succeed again")
+                failing = False
             await asyncio.sleep(interval)
 
     async def tick(self) -> int:
