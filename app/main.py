@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(operations.router)
     app.include_router(runs.router)
     app.include_router(schedules.router)
+    app.include_router(schedules.preview_router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
     app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes

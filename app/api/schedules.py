@@ -87,7 +87,14 @@ async def list_schedules(
     return Page[ScheduleRead](items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/preview", response_model=SchedulePreview, summary="Explain a cron expression")
+# Beside the router, not under it: "/api/v1/schedules/preview" would also be the path of
+# a schedule whose id is "preview", and other methods on it would answer 422, not 405.
+preview_router = APIRouter(prefix="/api/v1", tags=["schedules"], dependencies=[Authenticated])
+
+
+@preview_router.get(
+    "/cron-preview", response_model=SchedulePreview, summary="Explain a cron expression"
+)
 async def preview(
     cron: Annotated[str, Query(min_length=1, max_length=200)],
     timezone: Annotated[str, Query(max_length=64)] = "UTC",

@@ -59,7 +59,7 @@ async def test_a_bad_cron_expression_or_zone_is_a_422_naming_the_field(
     bad_zone = await client.post("/api/v1/schedules", json=_body(site, timezone="Mars/Olympus"))
     assert bad_zone.status_code == 422
     assert bad_zone.json()["detail"][0]["loc"] == ["body", "timezone"]
-    preview = await client.get("/api/v1/schedules/preview", params={"cron": "* * *"})
+    preview = await client.get("/api/v1/cron-preview", params={"cron": "* * *"})
     assert preview.status_code == 422 and preview.json()["detail"][0]["loc"] == ["query", "cron"]
 
 
