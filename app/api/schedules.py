@@ -18,7 +18,6 @@ from app.api.deps import (
     SecretBoxDep,
     SessionDep,
 )
-from app.catalog.registry import Catalog
 from app.dispatch import schedules as service
 from app.entities.schedule import repository as schedules
 from app.entities.schedule.models import Schedule, SlotOutcome
@@ -57,7 +56,7 @@ ScheduleView = Annotated[Schedule, _schedule_access(Role.viewer)]
 ScheduleOperate = Annotated[Schedule, _schedule_access(Role.operator)]
 
 
-def read(catalog: Catalog, schedule: Schedule) -> ScheduleRead:
+def read(schedule: Schedule) -> ScheduleRead:
     """The schedule as shown: secrets left out, with its preview and next fire times."""
     text, upcoming = service.preview(schedule.cron, schedule.timezone, count=5)
     data = {
@@ -65,16 +64,13 @@ def read(catalog: Catalog, schedule: Schedule) -> ScheduleRead:
         for column in ScheduleRead.model_fields
         if column not in {"values", "preview", "next"}
     }
-    return ScheduleRead(
-        **data, values=service.shown_values(catalog, schedule), preview=text, next=upcoming
-    )
+    return ScheduleRead(**data, values=service.shown_values(schedule), preview=text, next=upcoming)
 
 
 @router.get("", response_model=Page[ScheduleRead], summary="Schedules, by name")
 async def list_schedules(
     session: SessionDep,
     principal: PrincipalDep,
-    catalog: CatalogDep,
     team: uuid.UUID | None = None,
     entity: uuid.UUID | None = None,
     limit: Limit = 50,
@@ -83,7 +79,7 @@ async def list_schedules(
     rows, total = await schedules.page(
         session, principal.visible_teams, team=team, entity=entity, limit=limit, offset=offset
     )
-    items = [read(catalog, row) for row in rows]
+    items = [read(row) for row in rows]
     return Page[ScheduleRead](items=items, total=total, limit=limit, offset=offset)
 
 
@@ -123,12 +119,12 @@ async def create_schedule(
 ) -> ScheduleRead:
     operation = await visible_operation(session, principal, body.operation_id, Role.viewer)
     schedule = await service.create(session, catalog, box, principal, operation, body)
-    return read(catalog, schedule)
+    return read(schedule)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
-async def get_schedule(catalog: CatalogDep, schedule: ScheduleView) -> ScheduleRead:
-    return read(catalog, schedule)
+async def get_schedule(schedule: ScheduleView) -> ScheduleRead:
+    return read(schedule)
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
@@ -141,22 +137,22 @@ async def change_schedule(
     body: ScheduleUpdate,
 ) -> ScheduleRead:
     schedule = await service.change(session, catalog, box, principal, schedule, body)
-    return read(catalog, schedule)
+    return read(schedule)
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleRead, responses=NOT_FOUND)
 async def pause_schedule(
-    session: SessionDep, principal: PrincipalDep, catalog: CatalogDep, schedule: ScheduleOperate
+    session: SessionDep, principal: PrincipalDep, schedule: ScheduleOperate
 ) -> ScheduleRead:
     """Slots while paused are recorded as skipped."""
-    return read(catalog, await service.set_paused(session, principal, schedule, True))
+    return read(await service.set_paused(session, principal, schedule, True))
 
 
 @router.post("/{schedule_id}/resume", response_model=ScheduleRead, responses=NOT_FOUND)
 async def resume_schedule(
-    session: SessionDep, principal: PrincipalDep, catalog: CatalogDep, schedule: ScheduleOperate
+    session: SessionDep, principal: PrincipalDep, schedule: ScheduleOperate
 ) -> ScheduleRead:
-    return read(catalog, await service.set_paused(session, principal, schedule, False))
+    return read(await service.set_paused(session, principal, schedule, False))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)

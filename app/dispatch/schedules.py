@@ -35,7 +35,7 @@ from app.entities.schedule.schemas import ScheduleCreate, ScheduleUpdate
 from app.entities.team.models import Role
 from app.errors import AegirError, InvalidInput
 from app.queue import QueueClient
-from app.security.crypto import SecretBox
+from app.security.crypto import MARK, SecretBox
 from app.security.principal import Principal
 
 PRUNE_OPERATION = "prune_backups"
@@ -198,22 +198,16 @@ def checked_values(
     return kept
 
 
-def shown_values(catalog: Catalog, schedule: Schedule) -> dict[str, dict[str, Any]]:
-    """The schedule's values as a reader sees them: secrets left out."""
-    kind = catalog.kinds.get(_kind_of(catalog, schedule))
-    shown: dict[str, dict[str, Any]] = {}
-    for key, stored in schedule.values.items():
-        task_type = catalog.tasks.get(kind.tasks.get(key, "")) if kind else None
-        secrets = task_type.secret_fields() if task_type else set(stored)
-        shown[key] = {name: value for name, value in stored.items() if name not in secrets}
-    return shown
+def shown_values(schedule: Schedule) -> dict[str, dict[str, Any]]:
+    """The schedule's values as a reader sees them: secrets (kept sealed) left out."""
+    return {
+        key: {name: value for name, value in stored.items() if not _sealed(value)}
+        for key, stored in schedule.values.items()
+    }
 
 
-def _kind_of(catalog: Catalog, schedule: Schedule) -> str:
-    for kind in catalog.kinds.values():
-        if schedule.operation_type in kind.operations:
-            return kind.name
-    return ""
+def _sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(MARK)
 
 
 def _check_retention(

@@ -51,7 +51,7 @@ async def schedules_page(
     )  # fmt: skip
     named = await entities.get_many(session, [row.entity_id for row in rows])
     context = {
-        "schedules": [read(catalog, row) for row in rows],
+        "schedules": [read(row) for row in rows],
         "named": named,
         "plural": {kind.name: kind.plural for kind in catalog.kinds.values()},
         "total": total,
@@ -166,7 +166,7 @@ async def schedule_page(
     entity = await entities.get(session, schedule.entity_id)
     kind = catalog.kinds.get(entity.kind)
     context = {
-        "schedule": read(catalog, schedule),
+        "schedule": read(schedule),
         "entity": entity,
         "kind": kind,
         "slots": slots,
