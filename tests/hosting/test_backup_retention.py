@@ -4,6 +4,7 @@ removes the archives beyond the retention, naming each in its log."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -173,8 +174,18 @@ def test_pruning_by_hand_keeps_the_newest_and_a_second_prune_changes_nothing(
         and second == []
     )
     assert _archives(hosting, site["name"]) == {newest}
+    # By age: an archive older than keep_days goes, a younger one stays.
+    assert hosting.run(site, "backup")["status"] == "succeeded"
+    aged = hosting.web / "backups" / site["name"] / newest
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(aged, (three_days_ago, three_days_ago))
+    latest = Path(hosting.outputs(site, "backup", "backup_archive")["path"]).name
+    by_age = hosting.run(site, "prune_backups", {"prune": {"keep_last": None, "keep_days": 2}})
+    assert by_age["status"] == "succeeded", "\n".join(by_age["log"])
+    assert _archives(hosting, site["name"]) == {latest}
+    assert any(f"removed {aged}" in line for line in by_age["log"])
     # Without a rule, nothing is removed, and the run says why.
     site = hosting.entity("sites", site["id"])
-    run = hosting.run(site, "prune_backups", {"prune": {"keep_last": None}})
+    run = hosting.run(site, "prune_backups", {"prune": {"keep_days": None}})
     assert run["status"] == "failed"
     assert any("give keep_last, keep_days or both" in line for line in run["log"])
