@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     auth_cache: Duration = timedelta(seconds=5)
     relay_claim_idle: Duration = timedelta(seconds=10)
+    # Schedules (relay/schedules.py): every relay looks for due slots this often; a slot
+    # found due later than the grace window after its time counts as missed.
+    schedule_tick: Duration = timedelta(seconds=5)
+    schedule_grace: Duration = timedelta(minutes=10)
     work_dir: Path | None = None
     # The private key Ansible connects to 'ssh' servers with (their authorized_keys must
     # hold its public half); default var/ssh/id_ed25519, used when the file exists.

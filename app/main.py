@@ -21,6 +21,7 @@ from app.api import (
     operations,
     pages,
     runs,
+    schedules,
     ws,
 )
 from app.api import catalog as catalog_api
@@ -108,6 +109,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(runs.router)
     app.include_router(notifications.router)
     app.include_router(batches.router)
+    app.include_router(schedules.router)
+    app.include_router(schedules.preview_router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
     app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes

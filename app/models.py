@@ -11,6 +11,7 @@ from app.entities.notification.models import (
 )
 from app.entities.operation.models import Operation, OperationTask
 from app.entities.run.models import Run, RunLogLine, RunTask
+from app.entities.schedule.models import Schedule, ScheduleSlot
 from app.entities.task.models import TaskInstance
 from app.entities.team.models import Membership, Team
 from app.entities.token.models import ApiToken
@@ -33,6 +34,8 @@ __all__ = [
     "Run",
     "RunLogLine",
     "RunTask",
+    "Schedule",
+    "ScheduleSlot",
     "TaskInstance",
     "Team",
     "User",

@@ -33,6 +33,7 @@ from app.unavailable import database_unreachable
 from relay import store
 from relay.batches import BatchDriver
 from relay.notifier import Notifier
+from relay.schedules import Scheduler
 from relay.sweeper import Sweeper
 
 logger = logging.getLogger("aegir.relay")
@@ -253,6 +254,8 @@ async def serve_relay(settings: Settings) -> None:
         asyncio.create_task(notifier.run_forever()),
         asyncio.create_task(driver.run_forever()),
     ]
+    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, name)
+    tasks.append(asyncio.create_task(scheduler.run_forever()))
     logger.info("relay %s ready", name)
     await stop.wait()
     for task in tasks:

@@ -3,7 +3,7 @@
 The notifiers read ended runs by ``finished_at``, hence its index.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27 15:45:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
