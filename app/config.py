@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     auth_cache: Duration = timedelta(seconds=5)
     relay_claim_idle: Duration = timedelta(seconds=10)
+    # Schedules (relay/schedules.py): every relay looks for due slots this often; a slot
+    # found due later than the grace window after its time counts as missed.
+    schedule_tick: Duration = timedelta(seconds=5)
+    schedule_grace: Duration = timedelta(minutes=10)
     work_dir: Path | None = None
     # The private key Ansible connects to 'ssh' servers with (their authorized_keys must
     # hold its public half); default var/ssh/id_ed25519, used when the file exists.
@@ -133,6 +137,30 @@ class Settings(BaseSettings):
     # process and its setup: with 5 kept, 400 concurrent run requests opened ~280.
     database_pool_size: int = Field(default=15, ge=1)
     database_pool_overflow: int = Field(default=5, ge=0)
+
+    # Notifications (relay/notifier.py). Links in them start with ``public_url`` (default:
+    # http://host:port). Ended runs are read again this far back on every poll: a run's
+    # end committed late (a slow transaction, another relay's clock) is still seen.
+    public_url: str = ""
+    notify_poll: Duration = timedelta(seconds=1)
+    notify_lookback: Duration = timedelta(seconds=60)
+    # Each delivery attempt gets this long; failed ones are tried again after
+    # ``notify_backoff`` * 2^(n-1), ``notify_attempts`` times in all.
+    notify_timeout: Duration = timedelta(seconds=10)
+    notify_attempts: int = Field(default=5, ge=1)
+    notify_backoff: Duration = timedelta(seconds=2)
+    notify_in_flight: int = Field(default=20, ge=1)
+    # E-mail targets need an SMTP server; without ``smtp_host`` their deliveries fail.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "aegir@localhost"
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 @lru_cache

@@ -12,7 +12,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
-from app.api import accounts, health, openapi, operations, pages, runs, ws
+from app.api import (
+    accounts,
+    batches,
+    health,
+    notifications,
+    openapi,
+    operations,
+    pages,
+    runs,
+    schedules,
+    ws,
+)
 from app.api import catalog as catalog_api
 from app.api import metrics as metrics_api
 from app.api.entities import entity_router
@@ -96,6 +107,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.include_router(entity_router(kind))
     app.include_router(operations.router)
     app.include_router(runs.router)
+    app.include_router(notifications.router)
+    app.include_router(batches.router)
+    app.include_router(schedules.router)
+    app.include_router(schedules.preview_router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
     app.include_router(dashboard)  # last: its "/{plural}" pages must not shadow other routes

@@ -24,11 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.catalog.registry import Catalog, catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, session_scope
+from app.dispatch.batches import Services
 from app.dispatch.queueing import next_runs
 from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_events
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
+from app.security.crypto import SecretBox
 from app.unavailable import database_unreachable
 from relay import store
+from relay.batches import BatchDriver
+from relay.notifier import Notifier
+from relay.schedules import Scheduler
 from relay.sweeper import Sweeper
 
 logger = logging.getLogger("aegir.relay")
@@ -239,7 +244,18 @@ async def serve_relay(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(relay.consume()), asyncio.create_task(relay.sweep_forever())]
+    notifier = Notifier(settings, relay.sessionmaker, SecretBox(settings.secret_key))
+    driver = BatchDriver(
+        relay.sessionmaker, Services(relay.catalog, redis, SecretBox(settings.secret_key))
+    )
+    tasks = [
+        asyncio.create_task(relay.consume()),
+        asyncio.create_task(relay.sweep_forever()),
+        asyncio.create_task(notifier.run_forever()),
+        asyncio.create_task(driver.run_forever()),
+    ]
+    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, name)
+    tasks.append(asyncio.create_task(scheduler.run_forever()))
     logger.info("relay %s ready", name)
     await stop.wait()
     for task in tasks:

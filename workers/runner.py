@@ -15,6 +15,7 @@ from app.catalog.inputs import InvalidInput
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
+from app.dispatch.batches import Services
 from app.dispatch.effects import apply_on_success, has_effects
 from app.dispatch.executor_input import typed_input
 from app.dispatch.queueing import next_runs
@@ -29,6 +30,7 @@ from executors.ansible import SshAccess
 from executors.base import EXIT_CANCELLED, ExecutorUnavailable, TaskContext
 from workers import lease
 from workers.emitter import RunEmitter, TaskEmitter, cancel_quietly
+from workers.fleet import WorkerFleet
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +251,8 @@ async def _run_step(
         claimed.outputs.setdefault(step.key, {}),
     )
     try:
-        executor = executor_for(step.task_type, ssh_access(state.settings))
+        fleet = WorkerFleet(state.sessionmaker, Services(state.catalog, state.redis, state.box))
+        executor = executor_for(step.task_type, ssh_access(state.settings), fleet=fleet)
         return await executor.run(context, task_emitter, cancel)
     except ExecutorUnavailable as error:
         await emitter.log("system", f"task {step.key} cannot run: {error}")

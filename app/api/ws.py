@@ -80,6 +80,10 @@ async def run_events(websocket: WebSocket) -> None:
                     feed.overflowed = False
                     await websocket.send_json({"type": "resync"})
                     continue
+                if "batch" in message:  # a batch's change (app.dispatch.batches.announce)
+                    if _may_see_team(principal, message):
+                        await websocket.send_text(json.dumps({"type": "batch", **message}))
+                    continue
                 if ended.stale(message):
                     continue
                 if await _may_see(websocket, principal, message, teams):
@@ -135,6 +139,14 @@ async def _admit(websocket: WebSocket) -> Principal | None:
         await websocket.close(code=4403, reason="cross-site websocket refused")
         return None
     return principal
+
+
+def _may_see_team(principal: Principal, message: dict[str, Any]) -> bool:
+    try:
+        team = uuid.UUID(str(message.get("team")))
+    except ValueError:
+        return False
+    return principal.can(team, Role.viewer)
 
 
 async def _may_see(

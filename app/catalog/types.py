@@ -106,7 +106,39 @@ class InProcess:
         return f"in-process {self.function.__module__}.{self.function.__qualname__}"
 
 
-ExecutorBinding = AnsibleRole | LocalCommand | KubernetesStep | InProcess
+@dataclass(frozen=True)
+class BatchPlan:
+    """What a ``BatchOf`` task runs: ``operation`` on every entity of ``kind`` whose
+    ``role`` reference is the task's entity ("every site of this platform"), with
+    ``values`` given once. ``skip_states``: an entity in one of these states is skipped,
+    with the words given as why (a disabled site is left where it is)."""
+
+    kind: str
+    operation: str
+    role: str
+    values: Mapping[str, Mapping[str, Any]]
+    concurrency: int = 2
+    max_failures: int | None = None
+    skip_states: Mapping[str, str] = field(default_factory=dict)
+    # How the task's log names an item's end: status -> phrase ("moved to static-new").
+    phrases: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchOf:
+    """Run one operation over many entities through the batch machinery
+    (``app.dispatch.batches``) and wait for the batch: the task's run starts the batch,
+    logs one line per item as it ends, and ends with the batch's summary. Cancelling the
+    run cancels the batch. ``plan`` builds the batch from the task's typed input."""
+
+    plan: Callable[[TaskView], BatchPlan]
+    kind: ClassVar[Literal["batch"]] = "batch"
+
+    def describe(self, task_name: str) -> str:
+        return "batch of runs"
+
+
+ExecutorBinding = AnsibleRole | LocalCommand | KubernetesStep | InProcess | BatchOf
 
 
 @dataclass(frozen=True)

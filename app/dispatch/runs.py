@@ -62,7 +62,7 @@ async def request(
     tasks = {step.task.key: step.task for step in operation.steps}
     if missing := [key for key in op_type.task_keys if key not in tasks]:
         raise Conflict(f"operation {operation.type} lacks tasks {missing}; its graph is outdated")
-    validated = _validate(catalog, kind, op_type, tasks, values, box)
+    validated = validate(catalog, kind, op_type, tasks, values, box)
     types = {key: task.type for key, task in tasks.items()}
     validated = await check_values(session, catalog, operation.entity, op_type, types, validated)
     snapshot: dict[str, Any] = {}
@@ -130,7 +130,7 @@ async def _announce(
     await publish(redis, status_messages(run_id, status, entity_id))
 
 
-def _validate(
+def validate(
     catalog: Catalog,
     kind: EntityKind,
     op_type: OperationType,
@@ -138,6 +138,8 @@ def _validate(
     values: dict[str, dict[str, Any]],
     box: SecretBox,
 ) -> Any:
+    """The values merged over the tasks' current ones, as the operation's composed model;
+    422 naming each bad field."""
     # Fields left out keep the task's current value; unknown keys stay in, to be refused.
     merged: dict[str, Any] = {
         key: opened_form(catalog.tasks[tasks[key].type], tasks[key].values, box)

@@ -2,12 +2,15 @@
 
 from fastapi import APIRouter
 
-from app.web import accounts, entities, home, runs
+from app.web import accounts, batches, entities, home, notifications, runs, schedules
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(accounts.router)
 router.include_router(runs.router)
+router.include_router(notifications.router)
+router.include_router(batches.router)
+router.include_router(schedules.router)
 # Last: "/{plural}" would otherwise answer for paths that other routers serve.
 router.include_router(entities.router)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from datetime import timedelta
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field, model_validator
 
@@ -13,11 +14,14 @@ from app.catalog.registry import Catalog
 from app.catalog.types import (
     AnsibleHosting,
     AnsibleVariables,
+    BatchOf,
+    BatchPlan,
     EntityFields,
     EntityKind,
     Hosts,
     OperationType,
     Reference,
+    RefersTo,
     TaskFields,
     TaskType,
 )
@@ -96,6 +100,56 @@ class PlatformVerifyOutputs(TaskFields):
     site_count: int | None = None
 
 
+class PlatformUpgradeFields(TaskFields):
+    target_platform: Annotated[Slug, RefersTo("platform")] = Field(
+        description="The platform (on the same server) every site of this one moves to."
+    )
+    concurrency: int = Field(default=2, ge=1, le=50, description="Sites moving at once.")
+    max_failures: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop moving sites after this many failed; empty: carry on.",
+    )
+    include_disabled: bool = Field(
+        default=False, description="Move disabled sites too (by default they stay)."
+    )
+
+
+class PlatformUpgradeOutputs(TaskFields):
+    batch: str | None = None
+    succeeded: int | None = Field(default=None, description="Sites moved.")
+    failed: int | None = Field(default=None, description="Sites rolled back.")
+    skipped: int | None = None
+    cancelled: int | None = None
+
+
+# How the upgrade's log and summary name each site's end: a failed migrate has put
+# the site back where it was (``site_migrate`` rolls back; or refused before moving it).
+UPGRADE_PHRASES = {
+    "succeeded": "moved",
+    "failed": "rolled back",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
+
+
+def _upgrade_plan(view: TaskView) -> BatchPlan:
+    """Every site of this platform, migrated to the target: each backed up first and
+    rolled back if its move fails (the site's own ``migrate``)."""
+    fields = view.values_of(view.key, PlatformUpgradeFields)
+    skip = {} if fields.include_disabled else {"disabled": f"left on {view.entity.name}"}
+    return BatchPlan(
+        kind="site",
+        operation="migrate",
+        role="platform",
+        values={"migrate": {"target_platform": fields.target_platform}},
+        concurrency=fields.concurrency,
+        max_failures=fields.max_failures,
+        skip_states=skip,
+        phrases=UPGRADE_PHRASES,
+    )
+
+
 def register(catalog: Catalog) -> None:
     catalog.add_task(
         TaskType(
@@ -112,6 +166,17 @@ def register(catalog: Catalog) -> None:
             outputs=PlatformVerifyOutputs,
             safe_to_rerun=True,
             description="Checks the codebase and says what it found.",
+        ),
+        TaskType(
+            name="platform_upgrade",
+            label="Upgrade sites",
+            fields=PlatformUpgradeFields,
+            outputs=PlatformUpgradeOutputs,
+            executor=BatchOf(_upgrade_plan),
+            # A new attempt follows the batch the first one started (never a second).
+            safe_to_rerun=True,
+            timeout=timedelta(hours=12),
+            description="Migrates every site of the platform to another, as a batch.",
         ),
         TaskType(
             name="platform_delete",
@@ -131,10 +196,18 @@ def register(catalog: Catalog) -> None:
                 "deploy": "platform_deploy",
                 "verify": "platform_verify",
                 "delete": "platform_delete",
+                "upgrade": "platform_upgrade",
             },
             operations={
                 "verify": OperationType("verify", "Verify", steps=("deploy", "verify")),
                 "delete": OperationType("delete", "Delete", steps=("delete",), destructive=True),
+                "upgrade": OperationType(
+                    "upgrade",
+                    "Upgrade",
+                    steps=("upgrade",),
+                    description="Moves every site to the target platform, a few at a time: "
+                    "each backed up first and rolled back if its move fails.",
+                ),
             },
             description="A codebase deployed on a server, that sites run on.",
             ansible=ANSIBLE,

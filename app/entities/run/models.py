@@ -20,6 +20,8 @@ class Run(Base):
         # The runs list, newest first: all runs, or those of one status (migration 0006).
         Index("ix_runs_created_at_id", "created_at", "id"),
         Index("ix_runs_status_created_at_id", "status", "created_at", "id"),
+        # The notifiers read ended runs in this order (migration 0008).
+        Index("ix_runs_finished_at", "finished_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

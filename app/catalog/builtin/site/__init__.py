@@ -16,6 +16,7 @@ from app.catalog.builtin.site.fields import (
     LoginOutputs,
     LoginResult,
     MigrateFields,
+    PruneFields,
     SiteFields,
     VerifyOutputs,
     VhostFields,
@@ -43,6 +44,7 @@ __all__ = [
     "LoginOutputs",
     "LoginResult",
     "MigrateFields",
+    "PruneFields",
     "SiteFields",
     "VerifyOutputs",
     "VhostFields",
@@ -104,6 +106,15 @@ TASKS = (
         description="Restores the archive named by the backup task.",
     ),
     TaskType(
+        "backup_prune",
+        "Prune backups",
+        PruneFields,
+        executor=AnsibleRole(variables=ansible.prune_vars),
+        safe_to_rerun=True,
+        description="Removes the site's oldest archives beyond the retention; never the "
+        "archive the backup task names.",
+    ),
+    TaskType(
         "site_clone",
         "Clone",
         CloneFields,
@@ -155,6 +166,13 @@ OPERATIONS = (
     ),
     OperationType("verify", "Verify", steps=("verify",), requires_state=LIVE),
     OperationType("backup", "Back up", steps=("backup_archive",), requires_state=LIVE),
+    OperationType(
+        "prune_backups",
+        "Prune backups",
+        steps=("prune",),
+        description="Removes archives beyond the retention (keep the newest N and/or those "
+        "younger than N days), logging each; the restore form's archive is always kept.",
+    ),
     OperationType(
         "restore",
         "Restore",
@@ -238,6 +256,7 @@ def register(catalog: Catalog) -> None:
                 "verify": "site_verify",
                 "backup_archive": "backup_archive",
                 "safety_backup": "backup_archive",
+                "prune": "backup_prune",
                 "restore": "site_restore",
                 "clone": "site_clone",
                 "migrate": "site_migrate",

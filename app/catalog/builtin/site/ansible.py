@@ -20,6 +20,7 @@ from app.catalog.builtin.site.fields import (
     CloneFields,
     DatabaseFields,
     FilesFields,
+    PruneFields,
     SiteFields,
     VhostFields,
 )
@@ -176,6 +177,22 @@ def restore_vars(view: TaskView) -> AnsibleVariables:
     path = chosen or view.outputs_of("backup_archive", BackupArchiveOutputs).path
     server = server_vars(platform_server(view.entity.reference("platform")))
     return {"restore": {"archive": f"{server['backup_dir']}/{path}" if path else None}}
+
+
+def prune_vars(view: TaskView) -> AnsibleVariables:
+    """``prune``: the retention rules, and the archive never to remove: the one the
+    backup task names (the restore form's), chosen or the latest written."""
+    rules = view.values_of(view.key, PruneFields)
+    chosen = view.values_of("backup_archive", BackupArchiveFields).path
+    path = chosen or view.outputs_of("backup_archive", BackupArchiveOutputs).path
+    server = server_vars(platform_server(view.entity.reference("platform")))
+    return {
+        "prune": {
+            "keep_last": rules.keep_last,
+            "keep_days": rules.keep_days,
+            "protected": f"{server['backup_dir']}/{path}" if path else None,
+        }
+    }
 
 
 def migrate_vars(view: TaskView) -> AnsibleVariables:

@@ -85,6 +85,19 @@ class BackupArchiveOutputs(TaskFields):
     taken_at: datetime | None = None
 
 
+class PruneFields(TaskFields):
+    """Retention of a site's backup archives: either rule keeps an archive; the one the
+    backup task names (the restore form's) is always kept. With neither rule given, the
+    prune run fails saying so (its role asserts it) and removes nothing."""
+
+    keep_last: int | None = Field(
+        default=None, ge=1, le=100_000, description="Keep the newest N archives."
+    )
+    keep_days: int | None = Field(
+        default=None, ge=1, le=100_000, description="Keep archives younger than N days."
+    )
+
+
 class CloneFields(TaskFields):
     new_domain: DomainName = Field(description="Domain of the new site.")
     db_password: Annotated[Secret | None, Generated()] = Field(

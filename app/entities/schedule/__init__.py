@@ -1,0 +1,1 @@
+"""See models.py, schemas.py and repository.py."""
