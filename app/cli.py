@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app.client import fleet
 from app.client.commands import KindGroup, register
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.logs import configure, uvicorn_config
@@ -330,6 +331,7 @@ def token_create(
 
 
 register(cli, bare_run=lambda: run_embedded(get_settings()))
+fleet.register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import WritesBusy
@@ -107,7 +109,24 @@ async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse(INTERNAL_ERROR, status_code=500)
 
 
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with ``Allow`` listing every method of the path, not only those of the one route
+    Starlette happened to match (FastAPI makes a route per method)."""
+    if not isinstance(exc, StarletteHTTPException) or exc.status_code != 405:
+        return await http_exception_handler(request, cast(StarletteHTTPException, exc))
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods.update(route.methods)
+    methods.discard("HEAD")  # answered with GET, and not in the document
+    allow = ", ".join(sorted(methods))
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+
+
 def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _method_not_allowed)
     app.add_exception_handler(AegirError, _aegir_error)
     app.add_exception_handler(WritesBusy, _database_busy)
     app.add_exception_handler(PoolTimeout, _database_busy)

@@ -33,7 +33,13 @@ async def list_users(session: SessionDep, admin: SiteAdmin) -> list[UserRead]:
     return [UserRead.model_validate(user) for user in await users.every(session)]
 
 
-@router.post("/users", response_model=UserRead, status_code=201, summary="Add a user (site admins)")
+@router.post(
+    "/users",
+    response_model=UserRead,
+    status_code=201,
+    summary="Add a user (site admins)",
+    responses={409: {"description": "The username is taken"}},
+)
 async def create_user(session: SessionDep, admin: SiteAdmin, body: UserCreate) -> UserRead:
     user = await accounts.create_user(session, admin, body.username, body.password, body.is_admin)
     return UserRead.model_validate(user)
@@ -44,7 +50,13 @@ async def list_teams(session: SessionDep, principal: PrincipalDep) -> list[TeamR
     return await views.team_list(session, principal)
 
 
-@router.post("/teams", response_model=TeamRead, status_code=201, summary="Add a team (site admins)")
+@router.post(
+    "/teams",
+    response_model=TeamRead,
+    status_code=201,
+    summary="Add a team (site admins)",
+    responses={409: {"description": "The name is taken"}},
+)
 async def create_team(session: SessionDep, admin: SiteAdmin, body: TeamCreate) -> TeamRead:
     team = await accounts.create_team(session, admin, body.name)
     return TeamRead(id=team.id, name=team.name, created_at=team.created_at)

@@ -70,7 +70,10 @@ def entity_router(kind: EntityKind) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         summary=f"Create a {label} with its operations and tasks",
         operation_id=f"{ident}_create",
-        responses={409: {"description": "The name is taken"}},
+        responses={
+            404: {"description": "A referenced entity or the team is not one you can see"},
+            409: {"description": "The name is taken"},
+        },
     )
     async def create_entity(session: SessionDep, principal: PrincipalDep, body: create_body) -> Any:
         entity = await entity_service.create(session, principal, kind, body)
@@ -92,6 +95,7 @@ def entity_router(kind: EntityKind) -> APIRouter:
         responses={**NOT_FOUND, 409: {"description": "The name is taken"}},
         summary=f"Change a {label}",
         operation_id=f"{ident}_update",
+        openapi_extra={"x-aegir-update-body": _camel(kind.name)},
     )
     async def update_entity(
         session: SessionDep,

@@ -41,6 +41,7 @@ COMMON_ERRORS = {
 }
 WRITE_ERRORS = {"403": "Your role in the owning team does not allow it"}
 PATH_ERRORS = {"404": "Nothing of that id that you can see"}
+BODY_ERRORS = {"400": "The body is not JSON"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -61,7 +62,9 @@ def compose(app: FastAPI, catalog: Catalog) -> None:
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         _values(document, schemas, catalog)
+        _updates(document, schemas)
         _errors(document, schemas)
+        _close_pattern_maps(document)
         document["components"]["securitySchemes"] = {
             "bearerAuth": {
                 "type": "http",
@@ -150,6 +153,80 @@ def _unique_titles(refs: Any, defs: Document) -> tuple[Any, Document]:
     return {key: loaded["refs"][str(key)] for key in refs}, out
 
 
+def _updates(document: Document, schemas: Document) -> None:
+    """Each kind's PATCH body as the server reads it: the kind's own name rule, its own
+    fields (none required: the others keep their values), and only its reference roles."""
+    for path in document["paths"].values():
+        operation = path.get("patch")
+        camel = operation and operation.pop("x-aegir-update-body", None)
+        if not camel:
+            continue
+        create = schemas[f"{camel}Create"]["properties"]
+        fields_ref = _ref_name(create["fields"])
+        refs_ref = _ref_name(create["references"])
+        changed_fields = f"{camel}FieldsChange"
+        schemas[changed_fields] = {
+            **_optional(schemas[fields_ref]),
+            "title": changed_fields,
+            "additionalProperties": False,
+        }
+        roles = schemas[refs_ref].get("properties", {})
+        name = {k: v for k, v in create["name"].items() if k not in ("title", "default")}
+        body = f"{camel}Update"
+        schemas[body] = {
+            "title": body,
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": {"anyOf": [name, {"type": "null"}], "description": "A new name."},
+                "fields": {
+                    "anyOf": [{"$ref": f"#/components/schemas/{changed_fields}"}, {"type": "null"}],
+                    "description": "Fields to change; the others keep their values.",
+                },
+                "references": {
+                    "anyOf": [
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                role: {"type": "string", "format": "uuid"} for role in roles
+                            },
+                        },
+                        {"type": "null"},
+                    ],
+                    "description": "References to change, by role: the id of the entity.",
+                },
+            },
+        }
+        content = operation["requestBody"]["content"]["application/json"]
+        content["schema"] = {"$ref": f"#/components/schemas/{body}"}
+
+
+def _ref_name(schema: Document) -> str:
+    """The component a property refers to (directly, or as the one member of allOf)."""
+    ref = schema.get("$ref") or next(
+        (item["$ref"] for item in schema.get("allOf", []) if "$ref" in item), ""
+    )
+    return str(ref).rsplit("/", 1)[-1]
+
+
+def _close_pattern_maps(node: Any) -> None:
+    """A ``dict[Name, Value]`` field: pydantic documents its values per key pattern, but
+    leaves keys that do not match the pattern unconstrained; the server refuses them, so
+    the document does too."""
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+            names = node.setdefault("propertyNames", {})
+            names.setdefault("pattern", next(iter(patterns)))
+        for value in node.values():
+            _close_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_maps(value)
+
+
 def _optional(schema: Document) -> Document:
     """``schema`` with no property required: the server fills in what a run leaves out."""
     out = copy.deepcopy(schema)
@@ -172,6 +249,8 @@ def _errors(document: Document, schemas: Document) -> None:
                 extra.update(WRITE_ERRORS)
             if "{" in path_name:
                 extra.update(PATH_ERRORS)
+            if "requestBody" in operation:
+                extra.update(BODY_ERRORS)
             for code, description in extra.items():
                 responses.setdefault(code, {"description": description})
             if public:

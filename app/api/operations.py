@@ -42,8 +42,9 @@ async def get_operation(
         403: {"description": "Not an operator"},
         409: {"description": "The entity is not in a state this operation runs in"},
     },
-    summary="Run an operation",
+    summary="Run an operation (by its id; typed routes: /{plural}/{id}/operations/{name}/runs)",
     operation_id="operations_run",
+    deprecated=True,
     description="Validates the values against the operation's composed schema, saves them on "
     "its tasks and queues a run. A 422 names each bad field as [body, values, task, field]; a "
     "409 says which state the entity must be in first (e.g. a site is deleted once disabled).",

@@ -140,6 +140,12 @@ def _secret_safe(value: SecretStr) -> SecretStr:
 
 Secret = Annotated[
     SecretStr,
-    Field(min_length=8, max_length=512, description="A secret: never shown again once saved."),
+    Field(
+        min_length=8,
+        max_length=512,
+        description="A secret: never shown again once saved.",
+        # What _secret_safe enforces, said in the document too.
+        json_schema_extra={"pattern": r"^[^\x00\r\n]*$"},
+    ),
     AfterValidator(_secret_safe),
 ]

@@ -292,7 +292,8 @@ def run_operation(
         elif op["destructive"] and not yes:
             raise ApiError(409, f"{operation} is destructive: add --yes")
         body = {"values": parse_sets(values or [], nested=True)}
-        run = api.post(f"/api/v1/operations/{op['id']}/runs", body)
+        path = f"/api/v1/{kind_type['plural']}/{entity['id']}/operations/{operation}/runs"
+        run = api.post(path, body)
         if not follow:
             if json:
                 return output.as_json(run)

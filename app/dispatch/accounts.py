@@ -67,7 +67,7 @@ async def set_member(
     if await teams.get(session, team_id) is None:
         raise NotFound(f"no team with id {team_id}")
     if await users.get(session, user_id) is None:
-        raise InvalidInput.field(["path", "user_id"], f"no user with id {user_id}")
+        raise NotFound(f"no user with id {user_id}")
     membership = await teams.membership(session, team_id, user_id)
     if membership is None:
         membership = Membership(team_id=team_id, user_id=user_id, role=role)

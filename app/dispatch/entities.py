@@ -22,7 +22,7 @@ from app.entities.run.states import FINAL
 from app.entities.task.models import TaskInstance
 from app.entities.team import repository as teams
 from app.entities.team.models import Role
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 
 
@@ -78,6 +78,7 @@ async def create(
     session: AsyncSession, principal: Principal, kind: EntityKind, body: BaseModel
 ) -> Entity:
     data = body.model_dump(mode="json")
+    _stored_form(kind, data["fields"])
     team_id = await _team_for(session, principal, data["team_id"])
     await _check_name_free(session, kind, data["name"])
     references = await _resolve_references(session, principal, kind, data["references"])
@@ -96,7 +97,7 @@ async def _team_for(session: AsyncSession, principal: Principal, wanted: str | N
     if wanted is not None:
         team_id = uuid.UUID(wanted)
         if not principal.can(team_id, Role.admin) or await teams.get(session, team_id) is None:
-            raise InvalidInput.field(["body", "team_id"], f"no team {team_id} that you administer")
+            raise NotFound(f"team_id: no team {team_id} that you administer")
         return team_id
     mine = [team for team, role in principal.roles.items() if role == Role.admin]
     if len(mine) == 1:
@@ -122,7 +123,7 @@ async def change(
     if body.fields is not None:
         merged = {**entity.attributes, **body.fields}
         fields = _validate(TypeAdapter(kind.fields), merged, ["body", "fields"])
-        entity.attributes = fields.model_dump(mode="json")
+        entity.attributes = _stored_form(kind, fields.model_dump(mode="json"))
     if body.references:
         wanted = {str(role): str(target) for role, target in body.references.items()}
         await _replace_references(session, principal, kind, entity, wanted)
@@ -150,6 +151,14 @@ async def remove(
     await entities.delete_by_id(session, entity.id)
     record(session, principal, "entity.deleted", target_kind=kind.name, target_id=entity.id,
            team_id=entity.team_id, name=entity.name)  # fmt: skip
+
+
+def _stored_form(kind: EntityKind, stored: dict[str, Any]) -> dict[str, Any]:
+    """Fields as they will be stored must read back: a value valid as given can outgrow its
+    limit once normalised (a URL of 2,083 characters gains a "/"), and an entity whose
+    fields no longer read back would break every page that shows it."""
+    _validate(TypeAdapter(kind.fields), stored, ["body", "fields"])
+    return stored
 
 
 def _validate(adapter: TypeAdapter[Any], value: Any, loc: list[str | int]) -> Any:
@@ -186,11 +195,14 @@ async def _resolve_references(
     for role, target_id in ids.items():
         expected = kind.references[role].kind
         target = found.get(target_id)
-        loc = ["body", "references", role]
+        # Like a path's id: 404, whether it does not exist, is another team's, or is of
+        # another kind (it is no such entity that you can see).
         if target is None or not principal.can(target.team_id, Role.viewer):
-            raise InvalidInput.field(loc, f"no {expected} with id {target_id}", "not_found")
+            raise NotFound(f"references.{role}: no {expected} with id {target_id}")
         if target.kind != expected:
-            raise InvalidInput.field(loc, f"must be a {expected}; {target_id} is a {target.kind}")
+            raise NotFound(
+                f"references.{role}: no {expected} with id {target_id} (it is a {target.kind})"
+            )
     return ids
 
 

@@ -160,7 +160,7 @@ async def entity_create(
     try:
         body = _create_body(posted, form)
         entity = await entity_service.create(session, principal, kind, body)
-    except (forms.FormError, InvalidInput, Conflict) as error:
+    except (forms.FormError, InvalidInput, Conflict, NotFound) as error:
         await session.rollback()  # nothing half-written
         _keep_typed(posted, every)
         form["errors"] = forms.attach(every, _errors(error))
@@ -169,12 +169,16 @@ async def entity_create(
     return redirect(request, str(url))
 
 
-def _errors(error: forms.FormError | InvalidInput | Conflict) -> dict[str, str]:
-    """Messages by form name: a taken name is the name's problem."""
+def _errors(error: forms.FormError | InvalidInput | Conflict | NotFound) -> dict[str, str]:
+    """Messages by form name: a taken name is the name's problem, a reference that is gone
+    (deleted since the form was shown) the reference's."""
     if isinstance(error, forms.FormError):
         return error.errors
     if isinstance(error, InvalidInput):
         return _messages(error.errors, 1)  # past "body"
+    if isinstance(error, NotFound):
+        where, _, message = error.message.partition(": ")
+        return {where: message} if where.startswith("references.") else {"name": error.message}
     return {"name": error.message}
 
 
@@ -300,7 +304,7 @@ async def entity_update(
             },
         )
         await entity_service.change(session, principal, kind, entity, body)
-    except (forms.FormError, InvalidInput, Conflict) as error:
+    except (forms.FormError, InvalidInput, Conflict, NotFound) as error:
         await session.rollback()
         _keep_typed(posted, every)
         form["errors"] = forms.attach(every, _errors(error))

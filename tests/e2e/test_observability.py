@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from tests.fixtures.services import free_port
@@ -17,11 +18,13 @@ from tests.fixtures.stack import Stack, running_stack, wait_for
 
 
 def _series(page: str) -> dict[str, float]:
+    """Every sample of the page, read with Prometheus's own text parser, keyed as
+    ``name{label="value",...}`` with the labels sorted."""
     values: dict[str, float] = {}
-    for line in page.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return values
 
 

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app.entities.run.states import RunStatus, TaskStatus
 from app.schemas import Schema
@@ -54,6 +54,8 @@ class RunRead(RunSummary):
 
 
 class RunCreate(Schema):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
     values: dict[str, dict[str, Any]] = Field(
         default={},
         description="Values per task key, then per field. Fields left out keep the task's "

@@ -104,9 +104,16 @@ def _pem(value: str) -> str:
     return "\n".join(blocks) + "\n"
 
 
+# The same rule in the document as in _pem: blocks of base64 in groups of four (line breaks
+# and spaces allowed between groups, as between a file's 64-character lines).
+PEM_PATTERN = (
+    r"^\s*(?:-----BEGIN CERTIFICATE-----\s*(?:[A-Za-z0-9+/]{4}\s*)+"
+    r"(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\s*-----END CERTIFICATE-----\s*)+$"
+)
+
 PemCertificates = Annotated[
     str,
-    StringConstraints(max_length=65536),
+    StringConstraints(max_length=65536, pattern=PEM_PATTERN),
     AfterValidator(_pem),
     Field(description="PEM certificates: the cluster's certificate authority."),
 ]
