@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from app.web import accounts, entities, home, runs
+from app.web import accounts, entities, home, runs, teams
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(accounts.router)
 router.include_router(runs.router)
+router.include_router(teams.router)
 # Last: "/{plural}" would otherwise answer for paths that other routers serve.
 router.include_router(entities.router)
 

@@ -262,11 +262,23 @@ async def _edit_form(
 ) -> dict[str, Any]:
     choices = await _reference_choices(session, principal, kind)
     current = {ref.role: str(ref.target_id) for ref in entity.references}
+    owned = await teams_to_own(session, principal)
+    team = forms.Widget(
+        name="team_id",
+        label="Team",
+        kind="select",
+        help="The team that owns it; move it to another team you administer.",
+        options=[(str(t.id), t.name) for t in owned],
+        value=str(entity.team_id),
+        required=True,
+    )
     return {
         "kind": kind,
         # Plain values: a failed change rolls the session back, which expires the row.
         "entity": SimpleNamespace(id=entity.id, name=entity.name),
         "name": _name_widget(kind, entity.name),
+        # Offered when there is another team to move it to.
+        "team": team if len(team.options) > 1 else None,
         "fields": forms.widgets("fields", kind.fields, entity.attributes),
         "references": _reference_widgets(kind, choices, current),
     }
@@ -291,9 +303,12 @@ async def entity_update(
     entity_id = entity.id  # kept: a failed change rolls back, which expires the row
     form = await _edit_form(session, principal, kind, entity)
     every = [form["name"], *form["fields"], *form["references"]]
+    if form["team"] is not None:
+        every.append(form["team"])
     try:
         body = EntityUpdate(
             name=str(posted.get("name", "")).strip(),
+            team_id=uuid.UUID(str(posted.get("team_id"))) if posted.get("team_id") else None,
             fields=forms.read(posted, form["fields"], only_changed=False),
             references={
                 role: uuid.UUID(str(value))
