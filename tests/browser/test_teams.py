@@ -34,17 +34,17 @@ async def test_a_site_admin_creates_a_team_and_manages_its_members(
     await page.get_by_label("User", exact=True).select_option(label="dana")
     await page.get_by_label("Role", exact=True).select_option("operator")
     await page.get_by_role("button", name="Add member").click()
-    await expect(page.get_by_label("Role of dana")).to_have_value("operator")
+    await expect(page.get_by_label("Role of dana", exact=True)).to_have_value("operator")
 
-    await page.get_by_label("Role of dana").select_option("admin")
+    await page.get_by_label("Role of dana", exact=True).select_option("admin")
     await page.get_by_role("button", name="Change the role of dana").click()
-    await expect(page.get_by_label("Role of dana")).to_have_value("admin")
+    await expect(page.get_by_label("Role of dana", exact=True)).to_have_value("admin")
     await screenshot(page, "team-page")
 
     # Declined first: nothing changes; then confirmed.
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.get_by_role("button", name="Remove dana").click()
-    await expect(page.get_by_label("Role of dana")).to_have_value("admin")
+    await expect(page.get_by_label("Role of dana", exact=True)).to_have_value("admin")
     page.once("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name="Remove dana").click()
     await expect(members).to_contain_text("No members yet.")
