@@ -70,7 +70,10 @@ SEVERE = {"serious", "critical"}
 
 
 async def accessibility_problems(page: Page) -> list[str]:
-    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    """axe-core's serious and critical violations on the page as it is now, one line each
+    (none for a page that never left about:blank)."""
+    if not page.url.startswith("http"):
+        return []
     results = await AXE.run(page)
     return [
         f"{page.url}: {violation['id']} ({violation['impact']}): {violation['help']}: "
