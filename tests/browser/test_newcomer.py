@@ -69,7 +69,7 @@ async def test_a_failed_action_says_why_in_words_with_a_link_to_its_output(
     await page.goto(f"/testapps/{app['id']}")
     await page.get_by_role("button", name="Refuse").click()
     alert = page.locator("#action-result").get_by_role("alert")
-    await expect(alert).to_contain_text("Refuse failed.", timeout=60_000)
+    await expect(alert).to_contain_text("Refuse failed: ", timeout=60_000)
     await expect(alert).to_contain_text("Drupal is not installed here: install the site first")
     text = await alert.inner_text()
     assert "\x1b" not in text and "PLAY RECAP" not in text and "fatal:" not in text
