@@ -21,7 +21,8 @@ from app.state import app_state
 from tests.fixtures.accounts import Account, api_client, make_account
 from tests.fixtures.factories import make_graph, operation_id, set_state
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login"),
+          ("GET", "/favicon.ico")}  # fmt: skip
 
 
 def _fill(path: str) -> str:
