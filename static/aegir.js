@@ -76,6 +76,27 @@
       event.stopImmediatePropagation();
     }
   }, true);
+  // Fields that apply only while another field has some value (data-applies-when=
+  // '{"fields.connection": ["ssh"]}'): hidden, not removed, so their values still go.
+  function applyWhen(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    scope.querySelectorAll('[data-applies-when]').forEach(function (box) {
+      var rule = {};
+      try { rule = JSON.parse(box.getAttribute('data-applies-when')); } catch (e) { return; }
+      var form = box.closest('form') || document;
+      box.hidden = Object.keys(rule).some(function (name) {
+        var inputs = form.querySelectorAll('[name="' + name + '"]');
+        if (!inputs.length) { return false; }
+        var input = inputs[inputs.length - 1];
+        var value = input.type === 'checkbox' ? String(input.checked) : input.value;
+        return rule[name].indexOf(value) < 0;
+      });
+    });
+  }
+  document.addEventListener('change', function () { applyWhen(document); });
+  document.addEventListener('DOMContentLoaded', function () { applyWhen(document); });
+  document.addEventListener('htmx:afterSwap', function (event) { applyWhen(event.target); });
+
   // A button that copies a shown secret: data-copy="#selector".
   document.addEventListener('click', function (event) {
     var button = event.target.closest && event.target.closest('[data-copy]');

@@ -203,6 +203,7 @@ def _action_route(router: APIRouter, kind: EntityKind, action: ActionType) -> No
         f"{action.timeout.total_seconds():g} seconds, or 504.",
         responses={
             **NOT_FOUND,
+            409: {"description": "The entity is not in a state this action runs in"},
             502: {"description": "The action ran and failed"},
             504: {"description": "No answer in time"},
         },

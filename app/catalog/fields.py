@@ -10,9 +10,40 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+
+
+def expects(what: str) -> WrapValidator:
+    """Say what a value should look like when it does not match the type's pattern.
+
+    People read "a host name such as web1.example.com", not the regular expression. The
+    error keeps its type (``string_pattern_mismatch``) and location; the pattern stays in
+    the JSON schema for clients.
+    """
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler, _: ValidationInfo) -> object:
+        try:
+            return handler(value)
+        except ValidationError as error:
+            if any(item["type"] == "string_pattern_mismatch" for item in error.errors()):
+                raise PydanticCustomError(
+                    "string_pattern_mismatch", "Should be {expected}", {"expected": what}
+                ) from None
+            raise
+
+    return WrapValidator(check)
 
 
 def _lower(value: str) -> str:
@@ -21,19 +52,20 @@ def _lower(value: str) -> str:
 
 def _no_dotdot(value: str) -> str:
     if any(part == ".." for part in value.split("/")):
-        raise ValueError("must not contain '..' segments")
+        raise PydanticCustomError("value_error", "Must not contain '..' segments")
     return value
 
 
 def _no_double_slash(value: str) -> str:
     if "//" in value:
-        raise ValueError("must not contain empty segments ('//')")
+        raise PydanticCustomError("value_error", "Must not contain empty segments ('//')")
     return value
 
 
 Hostname = Annotated[
     str,
     StringConstraints(max_length=253, pattern=rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*$"),
+    expects("a host name such as web1.example.com: letters, digits and hyphens, separated by dots"),
     AfterValidator(_lower),
     Field(
         description="A host name (RFC 1123): letters, digits and hyphens, dot-separated.",
@@ -44,6 +76,9 @@ Hostname = Annotated[
 DomainName = Annotated[
     str,
     StringConstraints(max_length=253, pattern=rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})+$"),
+    expects(
+        "a domain name such as www.example.com: letters, digits and hyphens, with at least one dot"
+    ),
     AfterValidator(_lower),
     Field(
         description="A fully qualified domain name, at least two labels.",
@@ -54,12 +89,17 @@ DomainName = Annotated[
 Slug = Annotated[
     str,
     StringConstraints(max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
+    expects(
+        "a short name such as drupal-10: lower-case letters, digits, '-' and '_', starting "
+        "with a letter or digit"
+    ),
     Field(description="Lower-case letters, digits, '-' and '_'.", examples=["drupal-10"]),
 ]
 
 SafeRelativePath = Annotated[
     str,
     StringConstraints(max_length=1024, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
+    expects("a relative path such as sites/default/files: letters, digits, '.', '_', '-' and '/'"),
     AfterValidator(_no_dotdot),
     AfterValidator(_no_double_slash),
     Field(
@@ -71,6 +111,10 @@ SafeRelativePath = Annotated[
 AbsolutePath = Annotated[
     str,
     StringConstraints(max_length=1024, pattern=r"^/[A-Za-z0-9._/-]*$"),
+    expects(
+        "an absolute path such as /var/aegir/platforms/drupal-10: starting with '/', then "
+        "letters, digits, '.', '_', '-' and '/'"
+    ),
     AfterValidator(_no_dotdot),
     AfterValidator(_no_double_slash),
     Field(
@@ -82,12 +126,20 @@ AbsolutePath = Annotated[
 DatabaseIdentifier = Annotated[
     str,
     StringConstraints(max_length=63, pattern=r"^[a-z_][a-z0-9_]*$"),
+    expects(
+        "a database name such as drupal_main: lower-case letters, digits and '_', not "
+        "starting with a digit"
+    ),
     Field(description="A database or user name: lower-case letters, digits and '_'."),
 ]
 
 PosixUser = Annotated[
     str,
     StringConstraints(max_length=32, pattern=r"^[a-z_][a-z0-9_-]*$"),
+    expects(
+        "a system user name such as aegir: lower-case letters, digits, '_' and '-', not "
+        "starting with a digit"
+    ),
     Field(description="A system user name.", examples=["aegir"]),
 ]
 
@@ -99,6 +151,10 @@ GitUrl = Annotated[
         max_length=2048,
         pattern=r"^(https://|http://|ssh://|git@)[A-Za-z0-9._~:/@%+-]+$",
     ),
+    expects(
+        "a Git repository URL such as https://git.example.com/acme/site.git (https://, "
+        "http://, ssh:// or git@host:path)"
+    ),
     Field(
         description="A git repository URL (https://, ssh:// or git@host:path).",
         examples=["https://git.example.com/acme/site.git"],
@@ -108,6 +164,7 @@ GitUrl = Annotated[
 GitRef = Annotated[
     str,
     StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
+    expects("a Git branch, tag or commit such as main: letters, digits, '.', '_', '-' and '/'"),
     AfterValidator(_no_dotdot),
     Field(description="A git branch, tag or commit.", examples=["main"]),
 ]
@@ -117,12 +174,14 @@ Email = Annotated[
     StringConstraints(
         max_length=254, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
     ),
+    expects("an e-mail address such as admin@example.com"),
     Field(description="An e-mail address.", examples=["admin@example.com"]),
 ]
 
 Label = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    expects("text on one line, with no control characters"),
     Field(description="Free text on one line."),
 ]
 

@@ -254,6 +254,9 @@ class ActionType:
     result: type[BaseModel]
     timeout: timedelta = timedelta(seconds=5)
     description: str = ""
+    # The entity states in which it can run (empty: any); elsewhere it is refused (409)
+    # and its button says what to do first.
+    requires_state: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,14 @@ async def change(
     if body.references:
         wanted = {str(role): str(target) for role, target in body.references.items()}
         await _replace_references(session, principal, kind, entity, wanted)
+    if body.team_id is not None and body.team_id != entity.team_id:
+        # Admin of the team it leaves (above) and of the one it joins (here).
+        moved_from, entity.team_id = (
+            entity.team_id,
+            await _team_for(session, principal, str(body.team_id)),
+        )
+        record(session, principal, "entity.moved", target_kind=kind.name, target_id=entity.id,
+               team_id=entity.team_id, from_team=str(moved_from))  # fmt: skip
     await _flush_named(session, kind, entity.name)
     changed = ", ".join(key for key, value in body.model_dump().items() if value is not None)
     record(session, principal, "entity.updated", target_kind=kind.name, target_id=entity.id,

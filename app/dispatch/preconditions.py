@@ -32,6 +32,19 @@ def check_state(kind: EntityKind, op_type: OperationType, entity: Entity) -> Non
         )
 
 
+def state_reason(kind: EntityKind, wanted: tuple[str, ...], state: str | None) -> str | None:
+    """Why something that needs the entity in one of ``wanted`` states cannot run now, in
+    words that say what to do ("Install the site first"); ``None`` when it can."""
+    if not wanted or state in wanted:
+        return None
+    noun = kind.label.lower()
+    for op in kind.operations.values():
+        if op.on_success.state in wanted and (not op.requires_state or state in op.requires_state):
+            return f"{op.label} the {noun} first"
+    now = state or "not set up yet"
+    return f"the {noun} is {now}; this needs it {' or '.join(wanted)}"
+
+
 async def check_values(
     session: AsyncSession,
     catalog: Catalog,

@@ -25,6 +25,7 @@ from app.errors import AegirError
 from app.security.auth import CSRF_FIELD, CSRF_HEADER, check_csrf, csrf_token
 from app.security.principal import Principal
 from app.state import app_state
+from app.web.forms import humanise
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 templates.env.globals["FINAL_STATUSES"] = {str(status) for status in FINAL}
@@ -49,6 +50,7 @@ def _duration(run: Any) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["duration"] = _duration
+templates.env.filters["words"] = humanise  # a field's name as people write it ("SSH user")
 
 
 class _Paths:

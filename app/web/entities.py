@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.access import EntityAdmin, EntityOperate, EntityView, PathKind
 from app.api.deps import CatalogDep, PageUser, RedisDep, SessionDep, SignedIn, client_ip
-from app.catalog.types import EntityKind
+from app.catalog.types import ActionType, EntityKind
 from app.dispatch import actions, views
 from app.dispatch import entities as entity_service
 from app.dispatch.accounts import teams_to_own
 from app.dispatch.audit import record
+from app.dispatch.preconditions import state_reason
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
 from app.entities.entity.schemas import EntityUpdate, create_model_for
@@ -238,6 +239,7 @@ async def entity_page(
         "labels": {name: op.label for name, op in kind.operations.items()},
         "catalog": catalog,
         "summaries": await _summaries(session, kind, entity.id),
+        "blocked": blocked_reasons(kind, detail.state),
     }
     template = "entities/_live.html" if _live_fragment(request) else "entities/show.html"
     return render(request, template, context)
@@ -264,11 +266,23 @@ async def _edit_form(
 ) -> dict[str, Any]:
     choices = await _reference_choices(session, principal, kind)
     current = {ref.role: str(ref.target_id) for ref in entity.references}
+    owned = await teams_to_own(session, principal)
+    team = forms.Widget(
+        name="team_id",
+        label="Team",
+        kind="select",
+        help="The team that owns it; move it to another team you administer.",
+        options=[(str(t.id), t.name) for t in owned],
+        value=str(entity.team_id),
+        required=True,
+    )
     return {
         "kind": kind,
         # Plain values: a failed change rolls the session back, which expires the row.
         "entity": SimpleNamespace(id=entity.id, name=entity.name),
         "name": _name_widget(kind, entity.name),
+        # Offered when there is another team to move it to.
+        "team": team if len(team.options) > 1 else None,
         "fields": forms.widgets("fields", kind.fields, entity.attributes),
         "references": _reference_widgets(kind, choices, current),
     }
@@ -293,9 +307,12 @@ async def entity_update(
     entity_id = entity.id  # kept: a failed change rolls back, which expires the row
     form = await _edit_form(session, principal, kind, entity)
     every = [form["name"], *form["fields"], *form["references"]]
+    if form["team"] is not None:
+        every.append(form["team"])
     try:
         body = EntityUpdate(
             name=str(posted.get("name", "")).strip(),
+            team_id=uuid.UUID(str(posted.get("team_id"))) if posted.get("team_id") else None,
             fields=forms.read(posted, form["fields"], only_changed=False),
             references={
                 role: uuid.UUID(str(value))
@@ -348,8 +365,64 @@ async def entity_action(
         raise NotFound(f"a {kind.name} has no action {action_name}")
     record(session, principal, f"action.{action.name}", target_kind=kind.name,
            target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
-    result = await actions.perform(session, redis, kind, entity.id, action)
+    entity_id = entity.id  # kept: the action commits, which expires the row
+    try:
+        result = await actions.perform(session, redis, kind, entity_id, action)
+    except actions.ActionFailed as failed:
+        return _action_failed(request, kind, entity_id, action, failed)
     answer = result.model_dump(mode="json")
     if isinstance(answer.get("url"), str):
         return redirect(request, answer["url"])
     return render(request, "entities/_action_result.html", {"action": action, "answer": answer})
+
+
+def _action_failed(
+    request: Request,
+    kind: EntityKind,
+    entity_id: uuid.UUID,
+    action: ActionType,
+    failed: actions.ActionFailed,
+) -> Response:
+    """The failing task's own words, and a link to all it printed (a 502, as in the API)."""
+    output = None
+    if failed.output_id:
+        output = request.url_for(
+            "entity_action_output", plural=kind.plural, entity_id=entity_id,
+            action_name=action.name, output_id=failed.output_id,
+        )  # fmt: skip
+    context = {"action": action, "message": failed.message, "output_url": output}
+    template = "entities/_action_error.html" if is_htmx(request) else "entities/action_error.html"
+    return render(request, template, context, 502)
+
+
+@router.get(
+    "/{plural}/{entity_id}/actions/{action_name}/output/{output_id}", name="entity_action_output"
+)
+async def entity_action_output(
+    request: Request,
+    redis: RedisDep,
+    kind: PathKind,
+    entity: EntityView,
+    action_name: str,
+    output_id: str,
+) -> Response:
+    """What a failed action printed, kept for an hour after it failed."""
+    action = kind.actions.get(action_name)
+    kept = await actions.failed_output(redis, output_id, entity.id) if action else None
+    if action is None or kept is None or kept.get("action") != action_name:
+        raise NotFound("no such output: it is kept for an hour after the action failed")
+    context = {"kind": kind, "entity": entity, "action": action, "kept": kept}
+    return render(request, "entities/action_output.html", context)
+
+
+def blocked_reasons(kind: EntityKind, state: str | None) -> dict[str, str]:
+    """Why each operation (``op:NAME``) or action (``action:NAME``) cannot run in the
+    entity's state, for its disabled button."""
+    found: dict[str, str] = {}
+    for name, op in kind.operations.items():
+        if reason := state_reason(kind, op.requires_state, state):
+            found[f"op:{name}"] = reason[:1].upper() + reason[1:]
+    for name, action in kind.actions.items():
+        if reason := state_reason(kind, action.requires_state, state):
+            found[f"action:{name}"] = reason[:1].upper() + reason[1:]
+    return found

@@ -38,6 +38,10 @@ class Widget:
     step: str = "1"
     lines: bool = False  # textarea: one item a line (else JSON)
     error: str | None = None
+    # Shown only while another field of the form has one of these values: form name ->
+    # values ({"fields.connection": ["ssh"]}), from the field's ``applies_when`` metadata.
+    applies_when: dict[str, list[str]] = field(default_factory=dict)
+    hidden: bool = False
 
     @property
     def dom_id(self) -> str:
@@ -115,6 +119,20 @@ def _limits(info: FieldInfo) -> str:
     return f"At most {high:,}." if high is not None else ""
 
 
+def applies_when(group: str, info: FieldInfo) -> dict[str, list[str]]:
+    """A field's ``json_schema_extra={"applies_when": {"other_field": value or [values]}}``,
+    keyed by the other field's form name."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    found = extra.get("applies_when")
+    if not isinstance(found, dict):
+        return {}
+    prefix = f"{group}." if group else ""
+    return {
+        prefix + str(other): [str(v) for v in (values if isinstance(values, list) else [values])]
+        for other, values in found.items()
+    }
+
+
 def widget(
     group: str,
     name: str,
@@ -132,6 +150,7 @@ def widget(
         help=help_text,
         required=info.is_required(),
         optional=optional,
+        applies_when=applies_when(group, info),
     )
     if choices is not None:
         made.kind, made.options = "select", list(choices)
@@ -182,7 +201,20 @@ def widgets(
         else:
             value = info.get_default(call_default_factory=True)
         made.append(widget(group, name, info, value, (choices or {}).get(name)))
+    hide_inapplicable(made)
     return made
+
+
+def hide_inapplicable(fields: Sequence[Widget]) -> None:
+    """Hide the fields whose ``applies_when`` the other fields' values do not meet (the
+    page's script does the same live, as a select changes)."""
+    shown = {item.name: ("true" if item.checked else "false") if item.kind == "checkbox"
+             else item.value for item in fields}  # fmt: skip
+    for item in fields:
+        item.hidden = any(
+            other in shown and shown[other] not in values
+            for other, values in item.applies_when.items()
+        )
 
 
 def _text(form: FormData, name: str) -> str | None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.fixtures.services import program
@@ -54,8 +56,50 @@ async def page(browser: Browser, site_stack: Stack) -> AsyncIterator[Page]:
     )
     context.set_default_timeout(20_000)
     opened = await context.new_page()
+    found: list[str] = []
+    _check_each_visit(opened, found)
     yield opened
+    if not opened.is_closed():
+        found.extend(await accessibility_problems(opened))  # where the test ended
     await context.close()
+    assert not found, "accessibility (axe-core), serious or critical:\n" + "\n".join(found)
+
+
+AXE = Axe()  # axe-core as the package bundles it: nothing is fetched
+SEVERE = {"serious", "critical"}
+
+
+async def accessibility_problems(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each
+    (none for a page that is not Aegir's: about:blank, a link an action answered)."""
+    if not page.url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        return []
+    results = await AXE.run(page)
+    return [
+        f"{page.url}: {violation['id']} ({violation['impact']}): {violation['help']}: "
+        + "; ".join(", ".join(node["target"]) for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+        if violation["impact"] in SEVERE
+    ]
+
+
+async def assert_accessible(page: Page) -> None:
+    """For a state a test reaches without a page load (a fragment swapped in)."""
+    problems = await accessibility_problems(page)
+    assert not problems, "\n".join(problems)
+
+
+def _check_each_visit(page: Page, found: list[str]) -> None:
+    """Every page a test opens with ``goto`` is checked once it has loaded, and the page
+    a test ends on too (``page`` fixture); problems fail the test at its end."""
+    goto: Callable[..., Awaitable[Any]] = page.goto
+
+    async def checked_goto(url: str, **options: Any) -> Any:
+        answer = await goto(url, **options)
+        found.extend(await accessibility_problems(page))
+        return answer
+
+    page.goto = checked_goto  # type: ignore[method-assign]
 
 
 async def sign_in(page: Page, username: str) -> None:

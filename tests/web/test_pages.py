@@ -199,11 +199,13 @@ async def test_a_site_page_says_what_each_operation_needs_and_offers_platforms(
         page = (await http.get(f"/sites/{site['id']}")).text
         assert "<dt>State</dt><dd>not set up yet</dd>" in page
         assert "Run Install" in page
-        # A fresh site cannot be deleted: the button says why instead.
-        assert "Not set up yet</button>" in page
+        # A fresh site cannot be verified, logged in to or deleted: the page says why.
+        assert "Install the site first" in page
+        assert "The site is not set up yet; this needs it disabled" in page
         await set_state(session, site["id"], "enabled")
         page = (await http.get(f"/sites/{site['id']}")).text
-        assert "Needs disabled</button>" in page  # delete and enable
+        assert "Disable the site first" in page  # delete and enable
+        assert "Install the site first" not in page
         assert "Run Disable" in page
         form = await http.get(f"/operations/{operation_id(site, 'migrate')}/run")
         options = re.findall(r'<option value="([^"]*)"', form.text)

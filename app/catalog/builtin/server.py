@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field, IPvAnyAddress
+from pydantic.config import JsonDict
 
 from app.catalog.fields import AbsolutePath, DatabaseIdentifier, Hostname, Label, Port, PosixUser
 from app.catalog.inputs import EntityInput, TaskView
@@ -21,17 +22,37 @@ from app.catalog.types import (
     TaskType,
 )
 
+# Shown in forms only while the connection is 'ssh' (app/web/forms.py applies_when).
+_SSH_ONLY: JsonDict = {"applies_when": {"connection": "ssh"}}
+
+
+# What Aegir calls the server, as the Hostname field says where it is.
+SERVER_NAME = Annotated[
+    Hostname,
+    Field(
+        description="What Aegir calls this server, unique among them; often its host name, "
+        "but Hostname below is the address Aegir connects to.",
+        examples=["web1"],
+    ),
+]
+
 
 class ServerFields(EntityFields):
-    hostname: Hostname = Field(description="Where to reach the server.")
+    hostname: Hostname = Field(
+        description="The address Aegir connects to (over SSH) and the server's own host "
+        "name; the Name above is only what Aegir calls it."
+    )
     connection: Literal["ssh", "local"] = Field(
         default="ssh", description="'local' runs on the control machine itself; 'ssh' connects."
     )
-    ssh_user: PosixUser = Field(default="aegir", description="The user Aegir logs in as.")
-    ssh_port: Port = 22
+    ssh_user: PosixUser = Field(
+        default="aegir", description="The user Aegir logs in as.", json_schema_extra=_SSH_ONLY
+    )
+    ssh_port: Port = Field(default=22, json_schema_extra=_SSH_ONLY)
     python: AbsolutePath | None = Field(
         default=None,
-        description="The Python that Ansible runs on the server ('ssh' only); found when empty.",
+        description="The Python that Ansible runs on the server; found when empty.",
+        json_schema_extra=_SSH_ONLY,
     )
     http_port: Port = Field(default=80, description="The port nginx serves sites on.")
     http_address: IPvAnyAddress | None = Field(
@@ -148,7 +169,7 @@ def register(catalog: Catalog) -> None:
             label="Server",
             plural="servers",
             fields=ServerFields,
-            name_type=Hostname,
+            name_type=SERVER_NAME,
             tasks={"verify": "server_verify"},
             operations={"verify": OperationType("verify", "Verify", steps=("verify",))},
             description="A machine that hosts platforms, sites or databases.",

@@ -49,6 +49,10 @@ class EntityUpdate(BaseModel):
     references: dict[str, uuid.UUID] | None = Field(
         default=None, description="References to change, by role."
     )
+    team_id: uuid.UUID | None = Field(
+        default=None,
+        description="Move it to this team: you must administer both teams.",
+    )
 
 
 def camel(name: str) -> str:

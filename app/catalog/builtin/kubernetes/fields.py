@@ -14,12 +14,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, HttpUrl, SecretStr, StringConstraints
 
-from app.catalog.fields import AbsolutePath, DomainName, GitRef, GitUrl, Port
+from app.catalog.fields import AbsolutePath, DomainName, GitRef, GitUrl, Port, expects
 from app.catalog.types import EntityFields
 
 DnsLabel = Annotated[
     str,
     StringConstraints(max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"),
+    expects(
+        "a Kubernetes name such as web: lower-case letters, digits and '-', starting and "
+        "ending with a letter or digit"
+    ),
     Field(
         description="A Kubernetes name (RFC 1123 label): lower-case letters, digits and '-'.",
         examples=["web"],
@@ -30,6 +34,10 @@ DnsLabel = Annotated[
 EnvironmentName = Annotated[
     str,
     StringConstraints(max_length=57, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,55}[a-z0-9])?$"),
+    expects(
+        "a name such as acme-prod: lower-case letters, digits and '-', 57 at most, starting "
+        "and ending with a letter or digit"
+    ),
     Field(
         description="Lower-case letters, digits and '-', 57 at most; its namespace is aegir-NAME.",
         examples=["acme-prod"],
@@ -42,12 +50,14 @@ DnsSubdomain = Annotated[
         max_length=253,
         pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$",
     ),
+    expects("a Kubernetes object name such as nginx: lower-case letters, digits, '-' and '.'"),
     Field(description="A Kubernetes object name (RFC 1123 subdomain).", examples=["nginx"]),
 ]
 
 Quantity = Annotated[
     str,
     StringConstraints(max_length=32, pattern=r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|Pi)$"),
+    expects("a size such as 10Gi: a whole number followed by Ki, Mi, Gi, Ti or Pi"),
     Field(description="A size in binary units: Ki, Mi, Gi, Ti or Pi.", examples=["10Gi"]),
 ]
 
@@ -63,6 +73,9 @@ ImageDigest = Annotated[
         max_length=512,
         pattern=rf"^{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*@sha256:[a-f0-9]{{64}}$",
     ),
+    expects(
+        "an image pinned by digest such as registry.example.com/acme/site@sha256:… (64 hex digits)"
+    ),
     Field(
         description="An image pinned by digest: REPOSITORY@sha256:HEX (no tag: a tag can "
         "move, a digest cannot).",
@@ -73,12 +86,16 @@ ImageDigest = Annotated[
 EnvName = Annotated[
     str,
     StringConstraints(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    expects(
+        "a variable name such as DATABASE_URL: letters, digits and '_', not starting with a digit"
+    ),
     Field(description="An environment variable's name."),
 ]
 
 EnvValue = Annotated[
     str,
     StringConstraints(max_length=4096, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$"),
+    expects("text on one line, with no control characters"),
     Field(description="An environment variable's value, on one line; not a secret."),
 ]
 

@@ -276,6 +276,7 @@ def register(catalog: Catalog) -> None:
                     # An Ansible playbook starts in 1-2 s; a stalled one answers 504.
                     timeout=timedelta(seconds=10),
                     description="A one-time login link to the site (drush uli).",
+                    requires_state=LIVE,
                 )
             },
             description="A domain served from a platform, with its database and files.",
