@@ -19,6 +19,9 @@ import pytest
 from app.catalog.builtin.site.ansible import php_user
 from tests.fixtures.hosting import Hosting, PhpFpmServer
 
+# Each test runs up to five playbooks: more than the default 120 s on a shared machine.
+pytestmark = pytest.mark.timeout(300)
+
 # Prints the database name from the settings file Aegir wrote (the pool says where it
 # is), and whether a file named in ?read= can be read from this site's PHP.
 INDEX_PHP = r"""<?php
@@ -62,6 +65,11 @@ def _installed(hosting: Hosting, domain: str, platform: dict[str, Any]) -> dict[
     run = hosting.run(site, "install", {"database": {"engine": "mariadb"}})
     assert run["status"] == "succeeded", "\n".join(run["log"])
     return site
+
+
+def _succeeds(hosting: Hosting, site: dict[str, Any], op: str) -> None:
+    run = hosting.run(site, op)
+    assert run["status"] == "succeeded", "\n".join(run["log"])
 
 
 def _page(hosting: Hosting, domain: str, read: str | None = None) -> tuple[int, str]:
@@ -142,10 +150,10 @@ def test_a_disabled_php_site_has_no_pool_until_enabled(
 ) -> None:
     site = _installed(hosting, "omega.php.test", _php_platform(hosting, php_root, "php-life"))
     pool = php_fpm.pool_dir / "omega.php.test.conf"
-    assert hosting.run(site, "disable")["status"] == "succeeded"
+    _succeeds(hosting, site, "disable")
     assert not pool.exists()
     assert _page(hosting, "omega.php.test")[0] == 503
-    assert hosting.run(site, "enable")["status"] == "succeeded"
+    _succeeds(hosting, site, "enable")
     assert pool.exists()
     assert _page(hosting, "omega.php.test") == (200, "database: omega_php_test\n")
 
@@ -157,7 +165,7 @@ def test_a_deleted_php_site_leaves_no_pool_and_no_user(
     pool = php_fpm.pool_dir / "zeta.php.test.conf"
     assert pool.exists()
     pwd.getpwnam(php_user("zeta.php.test"))  # there until the delete
-    assert hosting.run(site, "disable")["status"] == "succeeded"
+    _succeeds(hosting, site, "disable")
     run = hosting.run(site, "delete")
     assert run["status"] == "succeeded", "\n".join(run["log"])
     assert not pool.exists()
