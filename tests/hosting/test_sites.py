@@ -75,7 +75,7 @@ def test_backup_then_restore_undoes_a_change(hosting: Hosting, engine: str) -> N
     files = Path(platform["fields"]["root"]) / "sites" / domain / "files"
     (files / "upload.txt").write_text("kept\n")
 
-    backup = hosting.run(site, "backup")
+    backup = hosting.run(site, "backup", {"backup_archive": {"description": "before a change"}})
     assert backup["status"] == "succeeded", "\n".join(backup["log"])
     path = hosting.outputs(site, "backup", "backup_archive")["path"]
     archive = hosting.web / "backups" / path
@@ -83,6 +83,8 @@ def test_backup_then_restore_undoes_a_change(hosting: Hosting, engine: str) -> N
         names = tar.getnames()
         dump = tar.extractfile("database.sql")
         assert dump is not None and b"before" in dump.read()
+        why = tar.extractfile("backup.txt")  # the backup's description is kept with it
+        assert why is not None and b"why: before a change" in why.read()
     assert f"sites/{domain}/files/upload.txt" in names
     assert PASSWORD not in "\n".join(backup["log"])
 
