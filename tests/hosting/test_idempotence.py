@@ -160,6 +160,14 @@ def test_a_site_s_safe_tasks_change_nothing_the_second_time(again: Hosting) -> N
     assert again.get("again.example.test") == (200, "<h1>Again</h1>\n")
 
 
+def test_a_php_site_s_safe_tasks_change_nothing_the_second_time(again: Hosting) -> None:
+    """Its user, directories, settings group, php-fpm pool: php-fpm reloads only once."""
+    platform = again.platform("again-php", flavor="php")
+    site = _installed(again, "again-php.example.test", platform)
+    found = {key: changed_by(again, site, f"again_{key}") for key in ("files", "settings", "vhost")}
+    assert {key: tasks for key, tasks in found.items() if tasks} == {}
+
+
 def test_a_second_login_link_changes_nothing(again: Hosting) -> None:
     platform = again.platform("again-drupal", flavor="drupal")
     site = _installed(again, "again-drupal.example.test", platform)
