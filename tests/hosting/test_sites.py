@@ -181,7 +181,9 @@ def test_disable_then_enable_serves_the_site_again(hosting: Hosting) -> None:
     assert hosting.get("toggle.example.test") == (200, "<h1>Toggled</h1>\n")
     verify = hosting.run(site, "verify")
     assert verify["status"] == "succeeded", "\n".join(verify["log"])
-    assert hosting.outputs(site, "verify", "verify") == {"answering": True, "http_status": 200}
+    # A static site runs no PHP: no version.
+    expected = {"answering": True, "http_status": 200, "php_version": None}
+    assert hosting.outputs(site, "verify", "verify") == expected
 
 
 def test_a_vhost_nginx_refuses_leaves_the_previous_one_in_place(hosting: Hosting) -> None:
