@@ -171,3 +171,16 @@ def test_a_deleted_php_site_leaves_no_pool_and_no_user(
     assert not pool.exists()
     with pytest.raises(KeyError):
         pwd.getpwnam(php_user("zeta.php.test"))
+
+
+def test_a_cloned_php_site_runs_as_a_user_of_its_own(
+    hosting: Hosting, php_fpm: PhpFpmServer, php_root: Path
+) -> None:
+    site = _installed(hosting, "eta.php.test", _php_platform(hosting, php_root, "php-clone"))
+    run = hosting.run(site, "clone", {"clone": {"new_domain": "eta-copy.php.test"}})
+    assert run["status"] == "succeeded", "\n".join(run["log"])
+    assert _page(hosting, "eta-copy.php.test") == (200, "database: eta_copy_php_test\n")
+    original = _settings(php_root, "php-clone", "eta.php.test")
+    assert f"unreadable: {original}" in _page(hosting, "eta-copy.php.test", original)[1]
+    pool = (php_fpm.pool_dir / "eta-copy.php.test.conf").read_text()
+    assert f"user = {php_user('eta-copy.php.test')}" in pool
