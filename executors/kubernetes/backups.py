@@ -69,6 +69,9 @@ async def backup(step: Step) -> int:
     path = f"{taken:%Y%m%dT%H%M%SZ}-{step.context.key}-{step.context.attempt}.tar.gz"
     await _backups_claim(step, spec)
     code = await run_in_job(step, spec, _script(BACKUP_SCRIPT, path), backups=True)
+    values = step.context.values
+    if code == 0 and isinstance(values, BackupFields) and values.description:
+        await step.emit.log("system", f"backup {path}: {values.description}")
     if code == 0:
         await step.emit.output("path", path)
         await step.emit.output("taken_at", taken.isoformat())

@@ -20,6 +20,7 @@ from tests.fixtures.hosting import (
     Hosting,
     MariaDBServer,
     NginxServer,
+    PhpFpmServer,
     PostgresServer,
     SshServer,
     sshd_server,
@@ -37,6 +38,7 @@ def direct(
     nginx: NginxServer,
     mariadb: MariaDBServer,
     site_postgres: PostgresServer,
+    php_fpm_or_why: PhpFpmServer | str,
 ) -> Iterator[Hosting]:
     """Aegir on the suite's servers, with the test actions of ``direct_catalog``."""
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('direct') / 'aegir.sqlite3'}"
@@ -47,7 +49,12 @@ def direct(
     try:
         stack.start()
         hosting = Hosting.create(
-            stack, tmp_path_factory.mktemp("web-direct"), nginx, mariadb, site_postgres
+            stack,
+            tmp_path_factory.mktemp("web-direct"),
+            nginx,
+            mariadb,
+            site_postgres,
+            php_fpm_or_why,
         )
         yield hosting
         hosting.http.close()

@@ -13,7 +13,7 @@ import pytest
 
 from app.catalog.registry import build_catalog
 from app.catalog.types import AnsibleRole
-from tests.fixtures.hosting import Hosting, MariaDBServer, NginxServer, PostgresServer
+from tests.fixtures.hosting import Hosting, MariaDBServer, NginxServer, PhpFpmServer, PostgresServer
 from tests.fixtures.services import alembic_upgrade
 from tests.fixtures.stack import Stack, wait_for
 from tests.hosting.again_catalog import AGAIN
@@ -34,6 +34,7 @@ def again(
     nginx: NginxServer,
     mariadb: MariaDBServer,
     site_postgres: PostgresServer,
+    php_fpm_or_why: PhpFpmServer | str,
 ) -> Iterator[Hosting]:
     """Aegir on the suite's servers, with an ``again_<key>`` site operation per safe task."""
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('again') / 'aegir.sqlite3'}"
@@ -44,7 +45,12 @@ def again(
     try:
         stack.start()
         hosting = Hosting.create(
-            stack, tmp_path_factory.mktemp("web-again"), nginx, mariadb, site_postgres
+            stack,
+            tmp_path_factory.mktemp("web-again"),
+            nginx,
+            mariadb,
+            site_postgres,
+            php_fpm_or_why,
         )
         yield hosting
         hosting.http.close()
@@ -153,6 +159,14 @@ def test_a_site_s_safe_tasks_change_nothing_the_second_time(again: Hosting) -> N
     found["enable"] = changed_by(again, site, "again_enable")
     assert {key: tasks for key, tasks in found.items() if tasks} == {}
     assert again.get("again.example.test") == (200, "<h1>Again</h1>\n")
+
+
+def test_a_php_site_s_safe_tasks_change_nothing_the_second_time(again: Hosting) -> None:
+    """Its user, directories, settings group, php-fpm pool: php-fpm reloads only once."""
+    platform = again.platform("again-php", flavor="php")
+    site = _installed(again, "again-php.example.test", platform)
+    found = {key: changed_by(again, site, f"again_{key}") for key in ("files", "settings", "vhost")}
+    assert {key: tasks for key, tasks in found.items() if tasks} == {}
 
 
 def test_a_second_login_link_changes_nothing(again: Hosting) -> None:

@@ -75,7 +75,7 @@ def test_backup_then_restore_undoes_a_change(hosting: Hosting, engine: str) -> N
     files = Path(platform["fields"]["root"]) / "sites" / domain / "files"
     (files / "upload.txt").write_text("kept\n")
 
-    backup = hosting.run(site, "backup")
+    backup = hosting.run(site, "backup", {"backup_archive": {"description": "before a change"}})
     assert backup["status"] == "succeeded", "\n".join(backup["log"])
     path = hosting.outputs(site, "backup", "backup_archive")["path"]
     archive = hosting.web / "backups" / path
@@ -83,6 +83,8 @@ def test_backup_then_restore_undoes_a_change(hosting: Hosting, engine: str) -> N
         names = tar.getnames()
         dump = tar.extractfile("database.sql")
         assert dump is not None and b"before" in dump.read()
+        why = tar.extractfile("backup.txt")  # the backup's description is kept with it
+        assert why is not None and b"why: before a change" in why.read()
     assert f"sites/{domain}/files/upload.txt" in names
     assert PASSWORD not in "\n".join(backup["log"])
 
@@ -179,7 +181,9 @@ def test_disable_then_enable_serves_the_site_again(hosting: Hosting) -> None:
     assert hosting.get("toggle.example.test") == (200, "<h1>Toggled</h1>\n")
     verify = hosting.run(site, "verify")
     assert verify["status"] == "succeeded", "\n".join(verify["log"])
-    assert hosting.outputs(site, "verify", "verify") == {"answering": True, "http_status": 200}
+    # A static site runs no PHP: no version.
+    expected = {"answering": True, "http_status": 200, "php_version": None}
+    assert hosting.outputs(site, "verify", "verify") == expected
 
 
 def test_a_vhost_nginx_refuses_leaves_the_previous_one_in_place(hosting: Hosting) -> None:

@@ -26,11 +26,18 @@ from app.catalog.types import (
     TaskType,
 )
 
+Flavor = Literal["drupal", "php", "static"]
+# The flavors whose sites run PHP through php-fpm.
+PHP_FLAVORS = ("drupal", "php")
+
 
 class PlatformFields(EntityFields):
     root: AbsolutePath = Field(description="Where the codebase lives on the server.")
-    flavor: Literal["drupal", "static"] = Field(
-        default="drupal", description="What the codebase is; decides the install command."
+    flavor: Flavor = Field(
+        default="drupal",
+        description="What the codebase is: Drupal and generic PHP apps are served through "
+        "a php-fpm pool of each site's own; static files as they are. Decides the install "
+        "command.",
     )
     drush: SafeRelativePath = Field(
         default="vendor/bin/drush",
@@ -44,7 +51,7 @@ class PlatformVars(TypedDict):
 
     name: str
     root: str
-    flavor: Literal["drupal", "static"]
+    flavor: Flavor
     drush: str
 
 

@@ -86,6 +86,32 @@ class ServerFields(EntityFields):
         description="The MariaDB user that creates databases; Aegir connects as it over the "
         "socket without a password (unix_socket authentication, or ~/.my.cnf).",
     )
+    # Debian's php8.2-fpm by default; the test suite points these at a master of its own.
+    php_fpm: AbsolutePath = Field(
+        default="/usr/sbin/php-fpm8.2",
+        description="The php-fpm binary that serves PHP sites (checks its configuration, "
+        "says its version).",
+    )
+    php_fpm_conf: AbsolutePath = Field(
+        default="/etc/php/8.2/fpm/php-fpm.conf",
+        description="php-fpm's main configuration file; it must include php_fpm_pool_dir.",
+    )
+    php_fpm_pool_dir: AbsolutePath = Field(
+        default="/etc/php/8.2/fpm/pool.d",
+        description="Where Aegir writes one php-fpm pool per PHP site.",
+    )
+    php_fpm_pid_file: AbsolutePath = Field(
+        default="/run/php/php8.2-fpm.pid",
+        description="php-fpm's pid file: Aegir reloads it (SIGUSR2) after changing a pool.",
+    )
+    php_fpm_socket_dir: AbsolutePath = Field(
+        default="/run/php", description="Where the pools' sockets are."
+    )
+    php_fpm_listen_group: PosixUser = Field(
+        default="www-data",
+        description="The group nginx's workers run as: the only group that may connect "
+        "to the pools' sockets.",
+    )
 
 
 class ServerVars(TypedDict):

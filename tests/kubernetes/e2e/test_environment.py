@@ -183,12 +183,15 @@ def test_backup_writes_the_archive_path_that_restore_reads(
     kube_stack: Stack, cluster: ThreadedCluster, graph: dict[str, dict[str, Any]]
 ) -> None:
     with kube_stack.client() as http:
-        run = trigger(kube_stack, http, graph["environment"], "backup", {})
+        values = {"backup_archive": {"description": "before the upgrade"}}
+        run = trigger(kube_stack, http, graph["environment"], "backup", values)
         assert finished(kube_stack, http, run)["status"] == "succeeded"
         op = http.get(f"/api/v1/operations/{_operation(graph, 'restore')}").json()
         archive = next(t for t in op["tasks"] if t["key"] == "backup_archive")
         path = archive["outputs"]["path"]
         assert path.endswith(".tar.gz")
+        # Why it was taken is said in the run's log.
+        assert f"backup {path}: before the upgrade" in log_text(kube_stack, http, run)
         run = trigger(kube_stack, http, graph["environment"], "restore", {})
         end = finished(kube_stack, http, run)
         assert end["status"] == "succeeded", log_text(kube_stack, http, run)

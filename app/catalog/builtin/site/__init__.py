@@ -30,6 +30,7 @@ from app.catalog.types import (
     OnSuccess,
     OperationType,
     Reference,
+    Summary,
     TaskType,
 )
 
@@ -280,6 +281,7 @@ def register(catalog: Catalog) -> None:
                 )
             },
             description="A domain served from a platform, with its database and files.",
+            summaries=(Summary("PHP version", (("verify", "php_version"),)),),
             ansible=ansible.ANSIBLE,
         )
     )

@@ -6,14 +6,15 @@ and identifiers: roles never build a path of their own.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Literal, TypedDict
 
 from pydantic import SecretStr
 
-from app.catalog.builtin.platform import PlatformVars, platform_vars
+from app.catalog.builtin.platform import PHP_FLAVORS, Flavor, PlatformVars, platform_vars
 from app.catalog.builtin.platform import server_of as platform_server
-from app.catalog.builtin.server import ServerVars, server_host, server_vars
+from app.catalog.builtin.server import ServerFields, ServerVars, server_host, server_vars
 from app.catalog.builtin.site.fields import (
     BackupArchiveFields,
     BackupArchiveOutputs,
@@ -36,13 +37,55 @@ def db_identifier(domain: str) -> str:
     return name if re.match(r"[a-z_]", name) else f"s{name}"[:DB_IDENTIFIER_LENGTH]
 
 
+def php_user(domain: str) -> str:
+    """The site's own system user, that its PHP runs as: readable, unique, at most 32
+    characters (www.example.com -> www_example_com_1a2b3c4d)."""
+    digest = hashlib.sha256(domain.encode()).hexdigest()[:8]
+    return f"{db_identifier(domain)[:23]}_{digest}"
+
+
+class PhpPool(TypedDict):
+    """The site's php-fpm pool (``site.php``): written when ``enabled`` (a PHP flavor)."""
+
+    enabled: bool
+    user: str
+    pool_file: str
+    socket: str
+    open_basedir: str
+    tmp_dir: str
+    fpm: str
+    fpm_conf: str
+    pid_file: str
+    listen_group: str
+
+
+def php_pool(domain: str, platform: PlatformVars, server: ServerFields) -> PhpPool:
+    """One pool per site: its own user and socket; PHP reads only the platform root.
+
+    open_basedir cannot keep a site out of a sibling's directory under the same root:
+    file modes do (the settings file is readable by the site's user only).
+    """
+    return {
+        "enabled": platform["flavor"] in PHP_FLAVORS,
+        "user": php_user(domain),
+        "pool_file": f"{server.php_fpm_pool_dir}/{domain}.conf",
+        "socket": f"{server.php_fpm_socket_dir}/{domain}.sock",
+        "open_basedir": f"{platform['root']}/",
+        "tmp_dir": f"{platform['root']}/sites/{domain}/php-tmp",
+        "fpm": server.php_fpm,
+        "fpm_conf": server.php_fpm_conf,
+        "pid_file": server.php_fpm_pid_file,
+        "listen_group": server.php_fpm_listen_group,
+    }
+
+
 class SiteLayout(TypedDict):
     """Where a site lives on a platform: every path it may write."""
 
     domain: str
     platform: str
     root: str
-    flavor: Literal["drupal", "static"]
+    flavor: Flavor
     port: int
     address: str | None
     aliases: list[str]
@@ -53,6 +96,7 @@ class SiteLayout(TypedDict):
     maintenance_dir: str
     vhost_file: str
     backup_dir: str
+    php: PhpPool
 
 
 class SiteVars(SiteLayout):
@@ -78,10 +122,11 @@ class DatabaseVars(TypedDict):
 def site_layout(
     domain: str,
     platform: PlatformVars,
-    server: ServerVars,
+    server_entity: EntityInput,
     files: FilesFields,
     vhost: VhostFields,
 ) -> SiteLayout:
+    server = server_vars(server_entity)
     root = platform["root"]
     files_path = files.files_path or f"sites/{domain}/files"
     if not files_path.startswith(f"sites/{domain}/"):
@@ -89,7 +134,7 @@ def site_layout(
         raise InvalidInput(
             f"files_path {files_path!r} must be inside sites/{domain}/, the site's own directory"
         )
-    settings = "settings.php" if platform["flavor"] == "drupal" else "settings.json"
+    settings = "settings.php" if platform["flavor"] in PHP_FLAVORS else "settings.json"
     return {
         "domain": domain,
         "platform": platform["name"],
@@ -105,6 +150,7 @@ def site_layout(
         "maintenance_dir": f"{root}/sites/{domain}/maintenance",
         "vhost_file": f"{server['nginx_sites_dir']}/{domain}.conf",
         "backup_dir": f"{server['backup_dir']}/{domain}",
+        "php": php_pool(domain, platform, server_entity.fields_as(ServerFields)),
     }
 
 
@@ -127,9 +173,10 @@ def site_vars(view: TaskView) -> SiteVars:
     site = view.entity
     fields = site.fields_as(SiteFields)
     platform = site.reference("platform")
-    server = server_vars(platform_server(platform))
     files, vhost = view.values_of("files", FilesFields), view.values_of("vhost", VhostFields)
-    layout = site_layout(site.name, platform_vars(platform), server, files, vhost)
+    layout = site_layout(
+        site.name, platform_vars(platform), platform_server(platform), files, vhost
+    )
     return {**layout, "url": site.url, "aliases": fields.aliases, "https": fields.https}
 
 
@@ -157,7 +204,7 @@ def clone_vars(view: TaskView) -> AnsibleVariables:
     clone = view.values_of(view.key, CloneFields)
     domain = clone.new_domain
     platform = view.entity.reference("platform")
-    server = server_vars(platform_server(platform))
+    server = platform_server(platform)
     vhost = view.values_of("vhost", VhostFields)
     engine = view.values_of("database", DatabaseFields).engine
     database = DatabaseFields(engine=engine, db_password=clone.db_password)
@@ -201,12 +248,12 @@ def migrate_vars(view: TaskView) -> AnsibleVariables:
     if target is None:
         return {}
     new_platform = platform_vars(target)
-    server = server_vars(platform_server(view.entity.reference("platform")))
+    server = platform_server(view.entity.reference("platform"))
     files, vhost = view.values_of("files", FilesFields), view.values_of("vhost", VhostFields)
     return {
         "target": {
             "platform": new_platform,
-            "same_server": platform_server(target).name == server["name"],
+            "same_server": platform_server(target).name == server.name,
             "site": site_layout(view.entity.name, new_platform, server, files, vhost),
         }
     }

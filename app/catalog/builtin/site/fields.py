@@ -114,6 +114,9 @@ class MigrateFields(TaskFields):
 class VerifyOutputs(TaskFields):
     answering: bool | None = None
     http_status: int | None = None
+    php_version: Label | None = Field(
+        default=None, description="The PHP version that answers (PHP platforms only)."
+    )
 
 
 class LoginOutputs(TaskFields):
