@@ -179,7 +179,9 @@ def _errors(error: forms.FormError | InvalidInput | Conflict | NotFound) -> dict
         return _messages(error.errors, 1)  # past "body"
     if isinstance(error, NotFound):
         where, _, message = error.message.partition(": ")
-        return {where: message} if where.startswith("references.") else {"name": error.message}
+        if where.startswith("references.") or where == "team_id":
+            return {where: message}
+        return {"name": error.message}
     return {"name": error.message}
 
 
