@@ -42,7 +42,7 @@ class TaskContext:
     # Steps of this run that succeeded before this task: what an undo task must remove.
     completed: tuple[str, ...] = ()
     # The operator's ACME settings: the certificate roles read them.
-    acme: AcmeSettings = AcmeSettings()
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     @property
     def view(self) -> TaskView:

@@ -128,7 +128,7 @@ class TaskView:
     key: str
     entity: EntityInput
     tasks: Mapping[str, TaskInput]
-    acme: AcmeSettings = AcmeSettings()
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     @property
     def task(self) -> TaskInput:

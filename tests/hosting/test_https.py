@@ -96,9 +96,12 @@ def _https_get(hosting: Hosting, root: Path, host: str) -> httpx.Response:
 def _served_serial(hosting: Hosting, root: Path, host: str) -> str:
     """The serial of the certificate nginx serves for ``host`` (verified against ``root``)."""
     context = ssl.create_default_context(cafile=root)
-    with socket.create_connection(("127.0.0.1", _https_port(hosting)), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            der = tls.getpeercert(binary_form=True)
+    address = ("127.0.0.1", _https_port(hosting))
+    with (
+        socket.create_connection(address, timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     return format(x509.load_der_x509_certificate(der).serial_number, "X")
 
@@ -118,7 +121,10 @@ def test_install_obtains_a_certificate_for_domain_and_alias(
     site = _https_site(hosting, "tls-one.example.test", aliases=["www.tls-one.example.test"])
     for host in ("tls-one.example.test", "www.tls-one.example.test"):
         response = _https_get(hosting, root, host)
-        assert (response.status_code, response.text) == (200, "<h1>Page of tls-one.example.test</h1>\n")
+        assert (response.status_code, response.text) == (
+            200,
+            "<h1>Page of tls-one.example.test</h1>\n",
+        )
     # Plain HTTP redirects to the same path over HTTPS.
     with httpx.Client(trust_env=False) as client:
         answer = client.get(
@@ -227,7 +233,11 @@ def _site_page_shows(hosting: Hosting, site_id: str, expires: str) -> bool:
         hosting.stack.create_account("https-viewer")
         browser.post(
             "/login",
-            data={"username": "https-viewer", "password": "a-long-test-password", "csrf_token": csrf},
+            data={
+                "username": "https-viewer",
+                "password": "a-long-test-password",
+                "csrf_token": csrf,
+            },
         )
         page = browser.get(f"/sites/{site_id}").text
     return "Certificate expires" in page and expires[:10] in page

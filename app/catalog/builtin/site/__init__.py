@@ -91,13 +91,21 @@ TASKS = (
     TaskType(
         "site_certificate",
         "Certificate",
-        CertificateFields,
-        CertificateOutputs,
+        outputs=CertificateOutputs,
         safe_to_rerun=True,
         description="When the site is served over HTTPS: obtains a certificate for its "
         "domain and aliases over ACME (certbot, HTTP-01 through its own vhost) when it has "
         "none, when its domains changed or when it is due for renewal, then serves TLS with "
         "it and redirects HTTP to HTTPS. A failed attempt leaves the site served as before.",
+    ),
+    TaskType(
+        "site_certificate_renew",
+        "Renew certificate",
+        CertificateFields,
+        CertificateOutputs,
+        safe_to_rerun=True,
+        description="The certificate task (its role), renewing when the certificate expires "
+        "within AEGIR_ACME_RENEW_BEFORE_DAYS, or now when forced.",
     ),
     TaskType(
         "site_verify",
@@ -253,7 +261,9 @@ OPERATIONS = (
 SUMMARIES = (
     Summary(
         "Certificate expires",
-        tuple((key, "certificate_expires") for key in ("certificate", "renew_certificate", "verify")),
+        tuple(
+            (key, "certificate_expires") for key in ("certificate", "renew_certificate", "verify")
+        ),
         at="checked_at",
     ),
 )
@@ -279,7 +289,7 @@ def register(catalog: Catalog) -> None:
                 "vhost": "site_vhost",
                 "install": "site_install",
                 "certificate": "site_certificate",
-                "renew_certificate": "site_certificate",
+                "renew_certificate": "site_certificate_renew",
                 "verify": "site_verify",
                 "backup_archive": "backup_archive",
                 "safety_backup": "backup_archive",
