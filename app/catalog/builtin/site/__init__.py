@@ -179,22 +179,6 @@ OPERATIONS = (
         "removes what it created.",
     ),
     OperationType("verify", "Verify", steps=("verify",), requires_state=LIVE),
-    OperationType(
-        "certificate",
-        "Certificate",
-        steps=("certificate",),
-        requires_state=LIVE,
-        description="Serves the site over HTTPS (turn HTTPS on first): obtains its "
-        "certificate if it has none for its current domains, then redirects HTTP to HTTPS.",
-    ),
-    OperationType(
-        "renew_certificate",
-        "Renew certificate",
-        steps=("renew_certificate",),
-        requires_state=LIVE,
-        description="Renews the certificate when it expires within the renewal window "
-        "(AEGIR_ACME_RENEW_BEFORE_DAYS) or when forced; schedule it daily.",
-    ),
     OperationType("backup", "Back up", steps=("backup_archive",), requires_state=LIVE),
     OperationType(
         "restore",
@@ -253,6 +237,22 @@ OPERATIONS = (
         on_success=OnSuccess(state="deleted"),
         description="Backs up, then removes vhost, files and database; the site must be "
         "disabled first.",
+    ),
+    OperationType(
+        "certificate",
+        "Certificate",
+        steps=("certificate",),
+        requires_state=LIVE,
+        description="Serves the site over HTTPS (turn HTTPS on first): obtains its "
+        "certificate if it has none for its current domains, then redirects HTTP to HTTPS.",
+    ),
+    OperationType(
+        "renew_certificate",
+        "Renew certificate",
+        steps=("renew_certificate",),
+        requires_state=LIVE,
+        description="Renews the certificate when it expires within the renewal window "
+        "(AEGIR_ACME_RENEW_BEFORE_DAYS) or when forced; schedule it daily.",
     ),
 )
 
