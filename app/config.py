@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.catalog.inputs import LETS_ENCRYPT
+from app.catalog.inputs import LETS_ENCRYPT, AcmeSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-development-only"  # noqa: S105 - a known placeholder, refused in production
@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     def ssh_known_hosts_file(self) -> Path | None:
         known = self.ssh_known_hosts
         return known if known is not None and known.is_file() else None
+
+    def acme(self) -> AcmeSettings:
+        """The ``AEGIR_ACME_*`` settings, as the worker hands them to every task."""
+        return AcmeSettings(
+            directory=self.acme_directory,
+            email=self.acme_email or None,
+            ca_bundle=str(self.acme_ca_bundle) if self.acme_ca_bundle else None,
+            renew_before_days=self.acme_renew_before_days,
+        )
 
     @property
     def is_sqlite(self) -> bool:

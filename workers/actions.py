@@ -15,7 +15,7 @@ from app.entities.task import repository as task_instances
 from executors import executor_for
 from executors.ansible.direct import preload
 from executors.base import EXIT_TIMEOUT, ExecutorUnavailable, TaskContext
-from workers.runner import WorkerState, acme_settings, ssh_access
+from workers.runner import WorkerState, ssh_access
 
 KEEP_LINES = 50
 
@@ -71,7 +71,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         timeout=float(payload["timeout"]),
         cancel_grace=settings.cancel_grace.total_seconds(),
         secrets=secrets,
-        acme=acme_settings(settings),
+        acme=settings.acme(),
     )
     try:
         executor = executor_for(task_type, ssh_access(settings), action=True)

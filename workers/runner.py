@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.catalog.inputs import AcmeSettings, InvalidInput
+from app.catalog.inputs import InvalidInput
 from app.catalog.registry import Catalog
 from app.config import Settings
 from app.db import session_scope
@@ -225,7 +225,7 @@ async def _run_step(
         cancel_grace=state.settings.cancel_grace.total_seconds(),
         secrets=claimed.secrets,
         completed=completed,
-        acme=acme_settings(state.settings),
+        acme=state.settings.acme(),
     )
     task_emitter = TaskEmitter(
         emitter,
@@ -317,16 +317,6 @@ async def _heartbeat(
 
 def ssh_access(settings: Settings) -> SshAccess:
     return SshAccess(settings.ssh_key_file, settings.ssh_known_hosts_file)
-
-
-def acme_settings(settings: Settings) -> AcmeSettings:
-    """The ``AEGIR_ACME_*`` settings, as the catalogue's certificate variables read them."""
-    return AcmeSettings(
-        directory=settings.acme_directory,
-        email=settings.acme_email or None,
-        ca_bundle=str(settings.acme_ca_bundle) if settings.acme_ca_bundle else None,
-        renew_before_days=settings.acme_renew_before_days,
-    )
 
 
 def stop_all(state: WorkerState) -> None:
