@@ -30,6 +30,9 @@ from tests.fixtures.stack import running_stack
 from tests.hosting.test_idempotence import changes
 
 PASSWORD = "https-db-pass"
+# Each test runs ansible-playbook two to five times and talks to an ACME server, and the
+# first starts Aegir and Pebble too: more than the default per-test timeout when loaded.
+pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +147,6 @@ def test_install_obtains_a_certificate_for_domain_and_alias(
     assert expires > datetime.datetime.now(datetime.UTC)
 
 
-# Four runs of ansible-playbook and two issuances: more than the default per-test timeout
-# on a loaded machine.
-@pytest.mark.timeout(400)
 def test_renewal_replaces_the_certificate_without_a_failed_request(
     acme_hosting: Hosting, pebble: PebbleServer
 ) -> None:
@@ -215,7 +215,6 @@ def test_a_failed_http_01_challenge_leaves_the_site_on_http(
     assert hosting.get(domain) == (200, "<h1>Still here</h1>\n")
 
 
-@pytest.mark.timeout(300)
 def test_verify_writes_the_expiry_and_fails_on_an_expired_certificate(
     acme_hosting: Hosting, pebble: PebbleServer
 ) -> None:
