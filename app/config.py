@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.catalog.inputs import LETS_ENCRYPT, AcmeSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-development-only"  # noqa: S105 - a known placeholder, refused in production
 
@@ -98,6 +100,16 @@ class Settings(BaseSettings):
     # Host keys of the 'ssh' servers, which Ansible checks (default var/ssh/known_hosts;
     # without the file, the Aegir user's own ~/.ssh/known_hosts).
     ssh_known_hosts: Path | None = None
+    # Certificates for sites served over HTTPS (ACME, HTTP-01, certbot on the server):
+    # the ACME directory (Let's Encrypt's production one; its staging one is
+    # https://acme-staging-v02.api.letsencrypt.org/directory), the contact e-mail the
+    # account registers with (none when empty), a CA bundle the client trusts for a
+    # private ACME server's HTTPS (a path on the servers), and how many days before
+    # expiry renew_certificate renews.
+    acme_directory: str = LETS_ENCRYPT
+    acme_email: str = ""
+    acme_ca_bundle: Path | None = None
+    acme_renew_before_days: int = Field(default=30, ge=1, le=365)
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
@@ -121,6 +133,15 @@ class Settings(BaseSettings):
     def ssh_known_hosts_file(self) -> Path | None:
         known = self.ssh_known_hosts
         return known if known is not None and known.is_file() else None
+
+    def acme(self) -> AcmeSettings:
+        """The ``AEGIR_ACME_*`` settings, as the worker hands them to every task."""
+        return AcmeSettings(
+            directory=self.acme_directory,
+            email=self.acme_email or None,
+            ca_bundle=str(self.acme_ca_bundle) if self.acme_ca_bundle else None,
+            renew_before_days=self.acme_renew_before_days,
+        )
 
     @property
     def is_sqlite(self) -> bool:

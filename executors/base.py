@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from app.catalog.inputs import EntityInput, TaskInput, TaskView
+from app.catalog.inputs import AcmeSettings, EntityInput, TaskInput, TaskView
 from app.catalog.types import TaskFields
 
 
@@ -41,11 +41,13 @@ class TaskContext:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # Steps of this run that succeeded before this task: what an undo task must remove.
     completed: tuple[str, ...] = ()
+    # The operator's ACME settings: the certificate roles read them.
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     @property
     def view(self) -> TaskView:
         """What the catalogue's variables builders read."""
-        return TaskView(self.key, self.entity, self.tasks)
+        return TaskView(self.key, self.entity, self.tasks, self.acme)
 
     def plain_tasks(self) -> dict[str, dict[str, Any]]:
         """Every task in its JSON form, by key; secrets still ``SecretStr``."""

@@ -71,6 +71,7 @@ async def execute_action(state: WorkerState, payload: dict[str, Any]) -> dict[st
         timeout=float(payload["timeout"]),
         cancel_grace=settings.cancel_grace.total_seconds(),
         secrets=secrets,
+        acme=settings.acme(),
     )
     try:
         executor = executor_for(task_type, ssh_access(settings), action=True)

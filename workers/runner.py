@@ -242,6 +242,7 @@ async def _run_step(
         cancel_grace=state.settings.cancel_grace.total_seconds(),
         secrets=claimed.secrets,
         completed=completed,
+        acme=state.settings.acme(),
     )
     task_emitter = TaskEmitter(
         emitter,

@@ -101,13 +101,34 @@ def plain_values(values: BaseModel | None) -> dict[str, Any]:
     return data
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """How sites get certificates: the operator's ``AEGIR_ACME_*`` settings, handed by
+    the worker to every task (the certificate and vhost roles read them as ``tls.acme``).
+
+    ``ca_bundle``: a CA file the ACME client trusts for the ACME server's own HTTPS
+    (a private or test ACME server), on the server that runs the client.
+    """
+
+    directory: str = LETS_ENCRYPT
+    email: str | None = None
+    ca_bundle: str | None = None
+    renew_before_days: int = 30
+
+
 @dataclass(frozen=True)
 class TaskView:
-    """What a variables builder sees: the entity, every task of it, and the one running."""
+    """What a variables builder sees: the entity, every task of it, and the one running
+    (and the operator's ACME settings)."""
 
     key: str
     entity: EntityInput
     tasks: Mapping[str, TaskInput]
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     @property
     def task(self) -> TaskInput:

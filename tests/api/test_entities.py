@@ -28,7 +28,7 @@ async def test_creating_a_site_builds_its_operations_and_tasks(
     site = (await make_graph(client))["site"]
     assert [op["type"] for op in site["operations"]] == [
         "install", "verify", "backup", "prune_backups", "restore", "clone", "migrate",
-        "disable", "enable", "delete", "purge_cache",
+        "disable", "enable", "delete", "certificate", "renew_certificate", "purge_cache",
     ]  # fmt: skip
     keys = await session.scalars(
         select(TaskInstance.key).where(TaskInstance.entity_id == uuid.UUID(site["id"]))

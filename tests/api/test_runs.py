@@ -41,7 +41,7 @@ async def test_a_run_request_is_queued_with_its_values(client: httpx.AsyncClient
     assert run["entity_id"] == site["id"]
     assert run["values"]["install"] == {"profile": "minimal"}
     assert [task["task_key"] for task in run["tasks"]] == [
-        "database", "files", "settings", "vhost", "install", "install_cleanup",
+        "database", "files", "settings", "vhost", "install", "certificate", "install_cleanup",
     ]  # fmt: skip
     assert {task["status"] for task in run["tasks"]} == {"pending"}
     again = await client.get(f"/api/v1/runs/{run['id']}")

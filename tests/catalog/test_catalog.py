@@ -13,7 +13,14 @@ from app.catalog.types import EntityFields, EntityKind, OperationType, TaskType
 def test_install_schema_is_composed_from_its_tasks_models() -> None:
     catalog = get_catalog()
     schema = catalog.values_model("site", "install").model_json_schema()
-    assert list(schema["properties"]) == ["database", "files", "settings", "vhost", "install"]
+    assert list(schema["properties"]) == [
+        "database",
+        "files",
+        "settings",
+        "vhost",
+        "install",
+        "certificate",
+    ]
     assert schema["additionalProperties"] is False
     install_ref = schema["properties"]["install"]["$ref"].rsplit("/", 1)[-1]
     assert schema["$defs"][install_ref] == InstallFields.model_json_schema()
@@ -26,7 +33,9 @@ def test_install_schema_is_composed_from_its_tasks_models() -> None:
 
 def test_composed_model_names_the_task_and_field_of_a_bad_value() -> None:
     model = get_catalog().values_model("site", "install")
-    empty: dict[str, dict[str, str]] = {k: {} for k in ("database", "files", "settings", "vhost")}
+    empty: dict[str, dict[str, str]] = {
+        k: {} for k in ("database", "files", "settings", "vhost", "certificate")
+    }
     with pytest.raises(ValidationError) as caught:
         model.model_validate({**empty, "install": {"admin_email": "not an address"}})
     [error] = caught.value.errors()

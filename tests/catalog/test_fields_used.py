@@ -36,11 +36,7 @@ ANSIBLE_BUILDERS = ("app/catalog/builtin/server.py", "app/catalog/builtin/platfo
                     "app/catalog/builtin/site/ansible.py")  # fmt: skip
 
 # Fields known to have no effect yet, each with who makes it real.
-NOT_YET = {
-    # The HTTPS work of issue 16 (helper S) makes it real: the vhost serves TLS with the
-    # site's certificate. The coordinator removes this entry at merge.
-    "site.https",
-}
+NOT_YET: set[str] = set()
 
 
 @dataclass

@@ -60,7 +60,7 @@ def _built(context: TaskContext, binding: AnsibleRole) -> dict[str, Any]:
 
 
 _READ = re.compile(
-    r"(?<![\w.])(values|server|platform|site|db|db_server|clone|restore|target|purge|"
+    r"(?<![\w.])(values|server|platform|site|db|db_server|clone|restore|target|purge|tls|"
     r"cache_server)\.([a-z_]+)(?:\.([a-z_]+))?"
 )
 

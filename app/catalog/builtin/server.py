@@ -68,6 +68,12 @@ class ServerFields(EntityFields):
     backup_dir: AbsolutePath = Field(
         default="/var/aegir/backups", description="Where backup archives are kept."
     )
+    https_port: Port = Field(default=443, description="The port nginx serves sites on over TLS.")
+    certificate_dir: AbsolutePath = Field(
+        default="/etc/letsencrypt",
+        description="Where certbot keeps its ACME account, the sites' certificates and the "
+        "webroots it answers HTTP-01 challenges from.",
+    )
     postgresql_host: AbsolutePath | Hostname = Field(
         default="/var/run/postgresql",
         description="PostgreSQL's socket directory, or its host name.",

@@ -8,6 +8,8 @@ from app.catalog.builtin.site import ansible
 from app.catalog.builtin.site.fields import (
     BackupArchiveFields,
     BackupArchiveOutputs,
+    CertificateFields,
+    CertificateOutputs,
     CloneFields,
     DatabaseFields,
     DatabaseOutputs,
@@ -37,6 +39,8 @@ from app.catalog.types import (
 __all__ = [
     "BackupArchiveFields",
     "BackupArchiveOutputs",
+    "CertificateFields",
+    "CertificateOutputs",
     "CloneFields",
     "DatabaseFields",
     "DatabaseOutputs",
@@ -85,6 +89,25 @@ TASKS = (
         "Install",
         InstallFields,
         description="Runs the platform's install command (Drupal: drush site:install).",
+    ),
+    TaskType(
+        "site_certificate",
+        "Certificate",
+        outputs=CertificateOutputs,
+        safe_to_rerun=True,
+        description="When the site is served over HTTPS: obtains a certificate for its "
+        "domain and aliases over ACME (certbot, HTTP-01 through its own vhost) when it has "
+        "none, when its domains changed or when it is due for renewal, then serves TLS with "
+        "it and redirects HTTP to HTTPS. A failed attempt leaves the site served as before.",
+    ),
+    TaskType(
+        "site_certificate_renew",
+        "Renew certificate",
+        CertificateFields,
+        CertificateOutputs,
+        safe_to_rerun=True,
+        description="The certificate task (its role), renewing when the certificate expires "
+        "within AEGIR_ACME_RENEW_BEFORE_DAYS, or now when forced.",
     ),
     TaskType(
         "site_verify",
@@ -159,11 +182,12 @@ OPERATIONS = (
     OperationType(
         "install",
         "Install",
-        steps=("database", "files", "settings", "vhost", "install"),
+        steps=("database", "files", "settings", "vhost", "install", "certificate"),
         on_success=OnSuccess(state="enabled"),
         on_failure=("install_cleanup",),
-        description="Creates the database, files, settings and vhost, then installs the site; "
-        "a failed install removes what it created.",
+        description="Creates the database, files, settings and vhost, then installs the site "
+        "(and obtains its certificate when it is served over HTTPS); a failed install "
+        "removes what it created.",
     ),
     OperationType("verify", "Verify", steps=("verify",), requires_state=LIVE),
     OperationType("backup", "Back up", steps=("backup_archive",), requires_state=LIVE),
@@ -232,6 +256,34 @@ OPERATIONS = (
         description="Backs up, then removes vhost, files and database; the site must be "
         "disabled first.",
     ),
+    OperationType(
+        "certificate",
+        "Certificate",
+        steps=("certificate",),
+        requires_state=LIVE,
+        description="Serves the site over HTTPS (turn HTTPS on first): obtains its "
+        "certificate if it has none for its current domains, then redirects HTTP to HTTPS.",
+    ),
+    OperationType(
+        "renew_certificate",
+        "Renew certificate",
+        steps=("renew_certificate",),
+        requires_state=LIVE,
+        description="Renews the certificate when it expires within the renewal window "
+        "(AEGIR_ACME_RENEW_BEFORE_DAYS) or when forced; schedule it daily.",
+    ),
+)
+
+
+# The site's page: when its certificate expires, as last issued, renewed or verified.
+SUMMARIES = (
+    Summary(
+        "Certificate expires",
+        tuple(
+            (key, "certificate_expires") for key in ("certificate", "renew_certificate", "verify")
+        ),
+        at="checked_at",
+    ),
 )
 
 
@@ -254,6 +306,8 @@ def register(catalog: Catalog) -> None:
                 "settings": "site_settings",
                 "vhost": "site_vhost",
                 "install": "site_install",
+                "certificate": "site_certificate",
+                "renew_certificate": "site_certificate_renew",
                 "verify": "site_verify",
                 "backup_archive": "backup_archive",
                 "safety_backup": "backup_archive",
@@ -283,5 +337,6 @@ def register(catalog: Catalog) -> None:
             description="A domain served from a platform, with its database and files.",
             summaries=(Summary("PHP version", (("verify", "php_version"),)),),
             ansible=ansible.ANSIBLE,
+            summaries=SUMMARIES,
         )
     )

@@ -106,6 +106,32 @@ class SiteVars(SiteLayout):
     https: bool
 
 
+class AcmeVars(TypedDict):
+    """``tls.acme``: the operator's ACME settings (``AEGIR_ACME_*``)."""
+
+    directory: str
+    email: str | None
+    ca_bundle: str | None
+    renew_before_days: int
+
+
+class TlsVars(TypedDict):
+    """The ``tls`` variable: whether and how the site is served over HTTPS.
+
+    The vhost serves TLS when ``enabled`` and ``certificate`` exists on the server; until
+    then it serves plain HTTP with the ACME challenge location (``webroot``).
+    """
+
+    enabled: bool
+    https_port: int
+    domains: list[str]
+    certbot_dir: str
+    webroot: str
+    certificate: str
+    key: str
+    acme: AcmeVars
+
+
 class DatabaseVars(TypedDict):
     """The ``db`` variable (and a clone's ``clone.db``)."""
 
@@ -180,8 +206,33 @@ def site_vars(view: TaskView) -> SiteVars:
     return {**layout, "url": site.url, "aliases": fields.aliases, "https": fields.https}
 
 
+def tls_vars(view: TaskView) -> TlsVars:
+    """``tls``: certbot's paths on the site's server (its lineage is named by the domain)."""
+    site = view.entity
+    fields = site.fields_as(SiteFields)
+    server = platform_server(site.reference("platform")).fields_as(ServerFields)
+    certbot, live = server.certificate_dir, f"{server.certificate_dir}/live/{site.name}"
+    acme = view.acme
+    return {
+        "enabled": fields.https,
+        "https_port": server.https_port,
+        "domains": [site.name, *fields.aliases],
+        "certbot_dir": certbot,
+        "webroot": f"{certbot}/webroot/{site.name}",
+        "certificate": f"{live}/fullchain.pem",
+        "key": f"{live}/privkey.pem",
+        "acme": {
+            "directory": acme.directory,
+            "email": acme.email,
+            "ca_bundle": acme.ca_bundle,
+            "renew_before_days": acme.renew_before_days,
+        },
+    }
+
+
 def _variables(view: TaskView) -> AnsibleVariables:
-    """``server``, ``platform``, ``site``, ``db_server`` and ``db``, for every site role."""
+    """``server``, ``platform``, ``site``, ``db_server``, ``db`` and ``tls``, for every site
+    role."""
     site = view.entity
     platform = site.reference("platform")
     db_server = server_vars(site.reference("db_server"))
@@ -191,6 +242,7 @@ def _variables(view: TaskView) -> AnsibleVariables:
         "site": site_vars(view),
         "db_server": db_server,
         "db": database_vars(site.name, view.values_of("database", DatabaseFields), db_server),
+        "tls": tls_vars(view),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, HttpUrl
 
 from app.catalog.fields import (
+    AbsolutePath,
     DatabaseIdentifier,
     DomainName,
     Email,
@@ -117,6 +118,24 @@ class VerifyOutputs(TaskFields):
     php_version: Label | None = Field(
         default=None, description="The PHP version that answers (PHP platforms only)."
     )
+    certificate_expires: datetime | None = None
+    checked_at: datetime | None = None
+
+
+class CertificateFields(TaskFields):
+    force: bool = Field(
+        default=False,
+        description="Renew now even when the certificate is not due (kept for the next runs "
+        "of this operation until unticked).",
+    )
+
+
+class CertificateOutputs(TaskFields):
+    certificate_path: AbsolutePath | None = None
+    key_path: AbsolutePath | None = None
+    certificate_expires: datetime | None = None
+    certificate_serial: Annotated[str, Field(pattern=r"^[0-9A-F]{1,64}$")] | None = None
+    checked_at: datetime | None = None
 
 
 class LoginOutputs(TaskFields):
