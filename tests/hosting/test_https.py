@@ -78,7 +78,9 @@ def acme_hosting(
             "mariadb_admin": mariadb.admin_user,
         }
         server = _created(http.post("/api/v1/servers", json={"name": "tls-host", "fields": fields}))
-        yield Hosting(stack, http, web, nginx, mariadb, site_postgres, server)
+        yield Hosting(
+            stack, http, web, nginx, mariadb, site_postgres, server, php="not used by these tests"
+        )
         http.close()
 
 

@@ -275,8 +275,10 @@ OPERATIONS = (
 )
 
 
-# The site's page: when its certificate expires, as last issued, renewed or verified.
+# The site's page: the PHP version that answered its last verify, and when its
+# certificate expires, as last issued, renewed or verified.
 SUMMARIES = (
+    Summary("PHP version", (("verify", "php_version"),)),
     Summary(
         "Certificate expires",
         tuple(
@@ -335,7 +337,6 @@ def register(catalog: Catalog) -> None:
                 )
             },
             description="A domain served from a platform, with its database and files.",
-            summaries=(Summary("PHP version", (("verify", "php_version"),)),),
             ansible=ansible.ANSIBLE,
             summaries=SUMMARIES,
         )
