@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.catalog.types import BatchPlan
 from app.db import session_scope
 from app.dispatch import batches as batch_service
+from app.dispatch.schedules import system_principal
 from app.entities.batch import repository as batches
 from app.entities.run import repository as runs
+from app.entities.schedule import repository as schedules
 from app.entities.team import repository as teams
 from app.entities.user import repository as users
 from app.errors import NotFound
@@ -38,7 +40,7 @@ class WorkerFleet:
             batch = await batch_service.start(
                 session,
                 self.services,
-                await _asker(session, run.requested_by),
+                await _asker(session, run.id, run.requested_by),
                 kind=plan.kind,
                 operation=plan.operation,
                 selection=batch_service.Selection(
@@ -67,9 +69,13 @@ class WorkerFleet:
                 await batch_service.cancel(session, self.services, principal, batch)
 
 
-async def _asker(session: AsyncSession, username: str | None) -> Principal:
-    """Who asked for the run, with the roles they hold now."""
+async def _asker(session: AsyncSession, run_id: uuid.UUID, username: str | None) -> Principal:
+    """Who asked for the run, with the roles they hold now: a user, or the schedule whose
+    slot started it (an operator of its team, as its runs are requested)."""
     user = None if username is None else await users.by_username(session, username)
     if user is None:
+        schedule = await schedules.by_fired_run(session, run_id)
+        if schedule is not None:
+            return system_principal(schedule)
         raise NotFound(f"the run's requester {username!r} is gone; no batch started")
     return Principal(user.id, user.username, user.is_admin, await teams.roles_of(session, user.id))

@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import after_commit
 from app.dispatch import runs as run_service
 from app.dispatch.batches import ITEM_AFTER_RUN, Services, announce, is_expected, opened_values
+from app.dispatch.schedules import system_principal
 from app.entities.batch import repository as batches
 from app.entities.batch.models import Batch, BatchItem, BatchStatus, ItemStatus
 from app.entities.entity.models import Entity
 from app.entities.run.states import FINAL, RunStatus
+from app.entities.schedule import repository as schedules
 from app.entities.team import repository as teams
 from app.entities.user import repository as users
 from app.errors import Conflict
@@ -134,6 +136,11 @@ async def _principal(session: AsyncSession, batch: Batch) -> Principal:
     """Who asked for the batch, with the roles they hold now: one who has lost the
     right to run operations since gets its items skipped, with why."""
     user = None if batch.created_by_id is None else await users.get(session, batch.created_by_id)
+    if user is None and batch.parent_run_id is not None:
+        # Started by a scheduled run: the schedule's operator role in its team.
+        schedule = await schedules.by_fired_run(session, batch.parent_run_id)
+        if schedule is not None:
+            return system_principal(schedule)
     if user is None:
         return Principal(uuid.UUID(int=0), batch.created_by, False, {})
     roles = await teams.roles_of(session, user.id)

@@ -111,7 +111,8 @@ async def start(
         max_failures=max_failures,
         status=BatchStatus.running,
         created_by=principal.username,
-        created_by_id=principal.user_id,
+        # A schedule is no user: its batches are found again through their parent run.
+        created_by_id=None if principal.via == "schedule" else principal.user_id,
         parent_run_id=parent_run_id,
     )
     batch.items = [

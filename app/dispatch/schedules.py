@@ -280,6 +280,7 @@ def system_principal(schedule: Schedule) -> Principal:
         username=f"schedule {schedule.name}",
         is_admin=False,
         roles={schedule.team_id: Role.operator},
+        via="schedule",
     )
 
 

@@ -16,7 +16,8 @@ class Principal:
     username: str
     is_admin: bool
     roles: dict[uuid.UUID, Role] = field(default_factory=dict)
-    via: Literal["session", "token"] = "token"
+    # "schedule": no user, a schedule's own (app.dispatch.schedules.system_principal).
+    via: Literal["session", "token", "schedule"] = "token"
 
     @property
     def visible_teams(self) -> set[uuid.UUID] | None:

@@ -157,6 +157,48 @@ def _upgrade_plan(view: TaskView) -> BatchPlan:
     )
 
 
+class PlatformBackupSitesFields(TaskFields):
+    description: Label | None = Field(
+        default=None, description="Why these backups are taken, kept with each archive."
+    )
+    concurrency: int = Field(default=2, ge=1, le=20, description="Sites backed up at once.")
+    max_failures: int | None = Field(
+        default=None, ge=1, description="Stop starting backups after this many failed."
+    )
+
+
+class PlatformBatchOutputs(TaskFields):
+    batch: str | None = None
+    succeeded: int | None = None
+    failed: int | None = None
+    skipped: int | None = None
+    cancelled: int | None = None
+
+
+BACKUP_PHRASES = {
+    "succeeded": "backed up",
+    "failed": "backup failed",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
+
+
+def _backup_sites_plan(view: TaskView) -> BatchPlan:
+    """Every live site of this platform backed up with its own ``backup`` (a schedule of
+    this operation is the platform's nightly backup: one batch per slot)."""
+    fields = view.values_of(view.key, PlatformBackupSitesFields)
+    values = {"backup_archive": {"description": fields.description}} if fields.description else {}
+    return BatchPlan(
+        kind="site",
+        operation="backup",
+        role="platform",
+        values=values,
+        concurrency=fields.concurrency,
+        max_failures=fields.max_failures,
+        phrases=BACKUP_PHRASES,
+    )
+
+
 def register(catalog: Catalog) -> None:
     catalog.add_task(
         TaskType(
@@ -186,6 +228,16 @@ def register(catalog: Catalog) -> None:
             description="Migrates every site of the platform to another, as a batch.",
         ),
         TaskType(
+            name="platform_backup_sites",
+            label="Back up sites",
+            fields=PlatformBackupSitesFields,
+            outputs=PlatformBatchOutputs,
+            executor=BatchOf(_backup_sites_plan),
+            safe_to_rerun=True,
+            timeout=timedelta(hours=12),
+            description="Backs up every site of the platform, as a batch.",
+        ),
+        TaskType(
             name="platform_delete",
             label="Delete platform",
             description="Removes the codebase; refused while sites use it.",
@@ -204,6 +256,7 @@ def register(catalog: Catalog) -> None:
                 "verify": "platform_verify",
                 "delete": "platform_delete",
                 "upgrade": "platform_upgrade",
+                "backup_sites": "platform_backup_sites",
             },
             operations={
                 "verify": OperationType("verify", "Verify", steps=("deploy", "verify")),
@@ -214,6 +267,14 @@ def register(catalog: Catalog) -> None:
                     steps=("upgrade",),
                     description="Moves every site to the target platform, a few at a time: "
                     "each backed up first and rolled back if its move fails.",
+                ),
+                "backup_sites": OperationType(
+                    "backup_sites",
+                    "Back up sites",
+                    steps=("backup_sites",),
+                    description="Backs up every site of the platform, a few at a time; "
+                    "schedule it for a nightly backup of them all. A site that is not "
+                    "installed is skipped, saying so.",
                 ),
             },
             description="A codebase deployed on a server, that sites run on.",

@@ -157,3 +157,13 @@ async def runs_status(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> di
         return {}
     rows = await session.execute(select(Run.id, Run.status).where(Run.id.in_(run_ids)))
     return {run_id: status for run_id, status in rows}
+
+
+async def by_fired_run(session: AsyncSession, run_id: uuid.UUID) -> Schedule | None:
+    """The schedule whose slot started this run, if one did."""
+    query = (
+        select(Schedule)
+        .join(ScheduleSlot, ScheduleSlot.schedule_id == Schedule.id)
+        .where(ScheduleSlot.run_id == run_id)
+    )
+    return (await session.execute(query)).scalars().first()
