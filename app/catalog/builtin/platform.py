@@ -122,10 +122,13 @@ class PlatformUpgradeFields(TaskFields):
     )
 
 
-class PlatformUpgradeOutputs(TaskFields):
+class PlatformBatchOutputs(TaskFields):
+    """What a platform's batch operation (upgrade, backup of its sites) ended with: its
+    batch, and its items by how they ended."""
+
     batch: str | None = None
-    succeeded: int | None = Field(default=None, description="Sites moved.")
-    failed: int | None = Field(default=None, description="Sites rolled back.")
+    succeeded: int | None = Field(default=None, description="Sites moved, or backed up.")
+    failed: int | None = Field(default=None, description="Sites rolled back, or not backed up.")
     skipped: int | None = None
     cancelled: int | None = None
 
@@ -165,14 +168,6 @@ class PlatformBackupSitesFields(TaskFields):
     max_failures: int | None = Field(
         default=None, ge=1, description="Stop starting backups after this many failed."
     )
-
-
-class PlatformBatchOutputs(TaskFields):
-    batch: str | None = None
-    succeeded: int | None = None
-    failed: int | None = None
-    skipped: int | None = None
-    cancelled: int | None = None
 
 
 BACKUP_PHRASES = {
@@ -220,7 +215,7 @@ def register(catalog: Catalog) -> None:
             name="platform_upgrade",
             label="Upgrade sites",
             fields=PlatformUpgradeFields,
-            outputs=PlatformUpgradeOutputs,
+            outputs=PlatformBatchOutputs,
             executor=BatchOf(_upgrade_plan),
             # A new attempt follows the batch the first one started (never a second).
             safe_to_rerun=True,
