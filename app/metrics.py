@@ -96,7 +96,8 @@ class Snapshot:
     redis_actions_queue: int = 0
     relay_pending: int = 0
     relay_lag: int = 0
-    subscribers: int = 0
+    # Open websockets by API process (host-pid): sum() them for the whole system.
+    subscribers: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -112,11 +113,9 @@ async def read_redis(redis: Redis, snapshot: Snapshot) -> None:
         if name in (RELAY_GROUP, RELAY_GROUP.encode()):
             snapshot.relay_pending = int(group.get("pending") or 0)
             snapshot.relay_lag = int(group.get("lag") or 0)
-    total = 0
     async for key in redis.scan_iter(match=SUBSCRIBERS + "*", count=500):
         value = await redis.get(key)
-        total += int(value or 0)
-    snapshot.subscribers = total
+        snapshot.subscribers[_text(key).removeprefix(SUBSCRIBERS)] = int(value or 0)
     for metric in HISTOGRAMS:
         raw = await cast(Awaitable[dict[Any, Any]], redis.hgetall(metric.key))
         snapshot.histograms[metric.name] = {_text(k): _text(v) for k, v in raw.items()}
@@ -146,8 +145,14 @@ class _Collector(Collector):
                      "stored and acknowledged.", s.relay_pending)  # fmt: skip
         yield _gauge("aegir_relay_lag", "Event stream entries no relay has read yet.",
                      s.relay_lag)  # fmt: skip
-        yield _gauge("aegir_websocket_subscribers", "Open websockets (log tails and event "
-                     "feeds) over every API process.", s.subscribers)  # fmt: skip
+        sockets = GaugeMetricFamily(
+            "aegir_websocket_subscribers",
+            "Open websockets (log tails and event feeds) of each API process (sum them).",
+            labels=["process"],
+        )
+        for process, count in sorted(s.subscribers.items()):
+            sockets.add_metric([process], count)
+        yield sockets
         for metric in HISTOGRAMS:
             yield _histogram(metric, s.histograms.get(metric.name, {}))
 
