@@ -7,6 +7,7 @@ newlines, and a leading ``-`` (which a command would read as an option).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
 
@@ -183,6 +184,28 @@ Label = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
     expects("text on one line, with no control characters"),
     Field(description="Free text on one line."),
+]
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise PydanticCustomError(
+            "ip_any_address", "Should be an IPv4 or IPv6 address such as 192.0.2.10"
+        ) from None
+
+
+IpAddress = Annotated[
+    str,
+    # A string, never a number: pydantic's own address type takes 0 (or false) as 0.0.0.0.
+    StringConstraints(max_length=45),
+    AfterValidator(_ip_address),
+    Field(
+        description="An IPv4 or IPv6 address, stored in its canonical form.",
+        examples=["192.0.2.10"],
+        json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    ),
 ]
 
 

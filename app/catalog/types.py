@@ -18,9 +18,14 @@ AnsibleVariables = Mapping[str, Any]
 
 
 class TaskFields(BaseModel):
-    """Base of every task's ``Fields`` and ``Outputs`` model: unknown keys are refused."""
+    """Base of every task's ``Fields`` and ``Outputs`` model: unknown keys are refused.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: values come as JSON and are taken as typed, as the OpenAPI document says (no
+    ``0`` for false, no ``"80"`` for 80). Outputs, which back-ends write (a timestamp as
+    text), are read with ``strict=False`` where they are checked.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoFields(TaskFields):
@@ -349,9 +354,9 @@ class Summary:
 
 
 class EntityFields(BaseModel):
-    """Base of every entity kind's own fields."""
+    """Base of every entity kind's own fields: strict, like ``TaskFields``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def check_output(outputs: type[BaseModel], name: str, value: Any) -> Any:
@@ -361,11 +366,12 @@ def check_output(outputs: type[BaseModel], name: str, value: Any) -> Any:
         raise ValueError(f"{name!r} is not a declared output (declared: {declared})")
     try:
         model = outputs.__pydantic_validator__.validate_assignment(
-            outputs.model_construct(), name, value
+            outputs.model_construct(), name, value, strict=False
         )
     except ValidationError as error:
         raise ValueError(f"{name!r}: {error.errors(include_url=False)[0]['msg']}") from None
-    return outputs.model_validate(model).model_dump(mode="json", include={name})[name]
+    checked = outputs.model_validate(model, strict=False)
+    return checked.model_dump(mode="json", include={name})[name]
 
 
 def compose_values_model(

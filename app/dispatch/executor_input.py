@@ -165,14 +165,16 @@ def _task_input(catalog: Catalog, plain: Mapping[str, Any]) -> TaskInput:
     return TaskInput(
         type=task_type.name,
         values=_valid(task_type.fields, plain.get("values", {})),
-        outputs=_valid(task_type.outputs, plain.get("outputs", {})),
+        outputs=_valid(task_type.outputs, plain.get("outputs", {}), strict=False),
         refs={name: _entity_input(catalog, ref) for name, ref in plain.get("refs", {}).items()},
     )
 
 
-def _valid(model: type[TaskFields], data: Mapping[str, Any]) -> TaskFields | None:
+def _valid(
+    model: type[TaskFields], data: Mapping[str, Any], *, strict: bool | None = None
+) -> TaskFields | None:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError:
         return None
 

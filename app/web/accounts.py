@@ -54,7 +54,10 @@ async def tokens_create(
     days: Annotated[str, Form(max_length=10)] = "90",
 ) -> Response:
     try:
-        body = TokenCreate.model_validate({"name": name, "expires_in_days": days})
+        body = TokenCreate.model_validate(
+            {"name": name, "expires_in_days": days},
+            strict=False,  # form text
+        )
     except ValidationError as error:
         message = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
         return await _tokens(request, session, principal, None, message, 422)

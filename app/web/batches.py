@@ -126,7 +126,7 @@ def _parsed(form: dict[str, Any], ids: list[Any]) -> BatchCreate:
     else:
         body["ids"] = [str(i) for i in ids]
     try:
-        return BatchCreate.model_validate(body)
+        return BatchCreate.model_validate(body, strict=False)  # form text
     except ValidationError as error:
         raise InvalidInput.from_validation(error, ["body"]) from None
 

@@ -275,7 +275,17 @@ def _parse(item: Widget, text: str) -> Any:
             return None
         if not item.required:
             return _OMIT  # its default
+    if item.kind == "number":
+        return _number(text.strip(), whole=item.step == "1")
     return text
+
+
+def _number(text: str, *, whole: bool) -> int | float:
+    """A number field's text as the number the (strict) model takes."""
+    try:
+        return int(text) if whole else float(text)
+    except ValueError:
+        raise ValueError("must be a whole number" if whole else "must be a number") from None
 
 
 def error_name(loc: Sequence[str | int], prefix: int) -> str:

@@ -101,7 +101,7 @@ def _message(error: ValidationError | InvalidInput) -> str:
 
 def _validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel | str:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=False)  # form text
     except ValidationError as error:
         return _message(error)
 

@@ -134,7 +134,7 @@ async def _create(
 ) -> Schedule:
     given = {**_settings(form["settings"]), "operation_id": operation.id, "values": values}
     try:
-        body = ScheduleCreate.model_validate(given)
+        body = ScheduleCreate.model_validate(given, strict=False)  # form text
     except ValidationError as error:
         raise InvalidInput.from_validation(error, ["body"]) from None
     return await service.create(session, catalog, box, principal, operation, body)

@@ -99,7 +99,9 @@ def test_a_project_refuses_bad_names_and_values(fields: dict[str, object]) -> No
 
 def test_a_ca_certificate_pasted_on_one_line_is_rewrapped() -> None:
     pasted = f"-----BEGIN CERTIFICATE----- {CERT_BODY} -----END CERTIFICATE-----"
-    fields = ClusterFields(api_url="https://k8s.example.com", ca_certificate=pasted)
+    fields = ClusterFields.model_validate(
+        {"api_url": "https://k8s.example.com", "ca_certificate": pasted}
+    )
     assert fields.ca_certificate == (
         f"-----BEGIN CERTIFICATE-----\n{CERT_BODY[:64]}\n{CERT_BODY[64:]}\n"
         "-----END CERTIFICATE-----\n"
@@ -116,7 +118,7 @@ def test_a_ca_certificate_pasted_on_one_line_is_rewrapped() -> None:
 )
 def test_a_ca_certificate_must_be_pem(text: str) -> None:
     with pytest.raises(ValidationError):
-        ClusterFields(api_url="https://k8s.example.com", ca_certificate=text)
+        ClusterFields.model_validate({"api_url": "https://k8s.example.com", "ca_certificate": text})
 
 
 async def test_creating_an_environment_builds_its_operations_and_tasks(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import Field, IPvAnyAddress
+from pydantic import Field
 from pydantic.config import JsonDict
 
-from app.catalog.fields import AbsolutePath, DatabaseIdentifier, Hostname, Label, Port, PosixUser
+from app.catalog.fields import (
+    AbsolutePath,
+    DatabaseIdentifier,
+    Hostname,
+    IpAddress,
+    Label,
+    Port,
+    PosixUser,
+)
 from app.catalog.inputs import EntityInput, TaskView
 from app.catalog.registry import Catalog
 from app.catalog.types import (
@@ -55,7 +63,7 @@ class ServerFields(EntityFields):
         json_schema_extra=_SSH_ONLY,
     )
     http_port: Port = Field(default=80, description="The port nginx serves sites on.")
-    http_address: IPvAnyAddress | None = Field(
+    http_address: IpAddress | None = Field(
         default=None, description="The address vhosts listen on; every address when empty."
     )
     nginx_conf: AbsolutePath = Field(

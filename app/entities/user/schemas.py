@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from app.entities.team.models import Role
 from app.schemas import Schema
@@ -19,7 +19,7 @@ class UserCreate(BaseModel):
 
     username: Username
     password: str = Field(min_length=10, max_length=512, description="At least 10 characters.")
-    is_admin: bool = False
+    is_admin: StrictBool = False
 
 
 class UserRead(Schema):
