@@ -74,6 +74,7 @@ async def list_targets(
     "",
     response_model=TargetRead,
     status_code=status.HTTP_201_CREATED,
+    responses={404: {"description": "No team of that id that you administer"}},
     summary="Add a webhook or e-mail target (the team's admins)",
 )
 async def create_target(

@@ -62,6 +62,7 @@ def compose(app: FastAPI, catalog: Catalog) -> None:
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         _values(document, schemas, catalog)
+        _catalogue_words(schemas, catalog)
         _updates(document, schemas)
         _errors(document, schemas)
         _close_pattern_maps(document)
@@ -87,20 +88,19 @@ def _values(document: Document, schemas: Document, catalog: Catalog) -> None:
         for op in kind.operations
     ]
     refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
-    refs, defs = _unique_titles(refs, definitions.get("$defs", {}))
+    _refs, defs = _unique_titles(refs, definitions.get("$defs", {}))
+    # A task's fields with no default are each run's own and required (the server does
+    # not take them from the last run); the rest keep their current values when left out,
+    # and a task with nothing required may be left out whole.
     composed = {model.__name__ for model, _mode in models}
     for name in composed:
-        defs[name] = _optional(defs[name])
-        for prop in defs[name].get("properties", {}).values():
-            task_fields = prop.get("$ref", "").rsplit("/", 1)[-1]
-            if task_fields in defs:
-                defs[task_fields] = _optional(defs[task_fields])
+        properties = defs[name].get("properties", {})
+        tasks = [key for key, prop in properties.items() if defs[_ref_name(prop)].get("required")]
+        defs[name] = _optional(defs[name]) | ({"required": tasks} if tasks else {})
     for name, schema in defs.items():
         schemas.setdefault(name, schema)
-    values = schemas["RunCreate"]["properties"]["values"]
-    values["anyOf"] = list(refs.values())
-    for key in ("additionalProperties", "type", "default"):
-        values.pop(key, None)
+    # Every run route has its own body (below): the shared one is used by none.
+    schemas.pop("RunCreate", None)
     for path in document["paths"].values():
         for method in METHODS:
             operation = path.get(method)
@@ -108,6 +108,7 @@ def _values(document: Document, schemas: Document, catalog: Catalog) -> None:
             if not body_name:
                 continue
             values_name = body_name.removesuffix("RunCreate") + "Values"
+            needed = "required" in schemas[values_name]
             schemas[body_name] = {
                 "title": body_name,
                 "type": "object",
@@ -119,10 +120,27 @@ def _values(document: Document, schemas: Document, catalog: Catalog) -> None:
                     }
                 },
                 "additionalProperties": False,
+                **({"required": ["values"]} if needed else {}),
             }
             content = operation["requestBody"]["content"]["application/json"]
             content["schema"] = {"$ref": f"#/components/schemas/{body_name}"}
-            operation["requestBody"]["required"] = False
+            operation["requestBody"]["required"] = needed
+
+
+def _catalogue_words(schemas: Document, catalog: Catalog) -> None:
+    """A batch names a kind, an operation and a reference role as words: the catalogue's
+    own (plugins included) are their enums. Which operation a kind has, and which values
+    it takes, depend on the kind named: the server checks that (422 naming the field)."""
+    kinds = catalog.kinds.values()
+    words = {
+        ("BatchCreate", "kind"): sorted(catalog.kinds),
+        ("BatchCreate", "operation"): sorted({op for kind in kinds for op in kind.operations}),
+        ("BatchFilter", "role"): sorted({role for kind in kinds for role in kind.references}),
+    }
+    for (model, field), enum in words.items():
+        prop = schemas.get(model, {}).get("properties", {}).get(field)
+        if prop is not None:
+            prop["enum"] = enum
 
 
 BOILERPLATE = {"app", "catalog", "builtin", "fields", "tasks", "types"}

@@ -45,6 +45,9 @@ async def get_operation(
     summary="Run an operation (by its id; typed routes: /{plural}/{id}/operations/{name}/runs)",
     operation_id="operations_run",
     deprecated=True,
+    # Served for the clients written against it, but not in the document: its body depends
+    # on which operation the path names, which a schema cannot say. The typed routes can.
+    include_in_schema=False,
     description="Validates the values against the operation's composed schema, saves them on "
     "its tasks and queues a run. A 422 names each bad field as [body, values, task, field]; a "
     "409 says which state the entity must be in first (e.g. a site is deleted once disabled).",

@@ -6,15 +6,44 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from app.catalog.inputs import EntityInput, TaskView
 
 # Extra variables for an Ansible role, by top-level name: JSON, and ``SecretStr`` where a
 # secret goes (revealed only into the run's private variables file).
 AnsibleVariables = Mapping[str, Any]
+
+
+def whole_numbers(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with 80.0 as 80 where an ``int`` is declared: JSON has one number type, and
+    JSON Schema counts 80.0 an integer; strict validation does not (80.5 stays refused)."""
+    if not isinstance(data, dict):
+        return data
+    whole = _int_fields(model)
+    return {
+        name: int(value)
+        if name in whole and isinstance(value, float) and value.is_integer()
+        else value
+        for name, value in data.items()
+    }
+
+
+def _int_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if info.annotation is int or int in get_args(info.annotation)
+    )
 
 
 class TaskFields(BaseModel):
@@ -26,6 +55,11 @@ class TaskFields(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        return whole_numbers(cls, data)
 
 
 class NoFields(TaskFields):
@@ -357,6 +391,11 @@ class EntityFields(BaseModel):
     """Base of every entity kind's own fields: strict, like ``TaskFields``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        return whole_numbers(cls, data)
 
 
 def check_output(outputs: type[BaseModel], name: str, value: Any) -> Any:

@@ -37,7 +37,7 @@ from app.entities.notification.repository import EndedRun
 from app.entities.notification.schemas import TargetCreate, TargetUpdate
 from app.entities.team import repository as teams
 from app.entities.team.models import Role
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.security.crypto import SecretBox
 from app.security.principal import Principal
 
@@ -249,7 +249,7 @@ async def create_target(
         not principal.can(body.team_id, Role.admin)
         or await teams.get(session, body.team_id) is None
     ):
-        raise InvalidInput.field(["body", "team_id"], f"no team {body.team_id} that you administer")
+        raise NotFound(f"team_id: no team {body.team_id} that you administer")
     target = NotificationTarget(
         team_id=body.team_id, name=body.name, kind=body.kind,
         url=str(body.url) if body.url else None,

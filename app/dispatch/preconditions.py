@@ -17,7 +17,7 @@ from app.catalog.registry import Catalog
 from app.catalog.types import EntityKind, OperationType
 from app.entities.entity import repository as entities
 from app.entities.entity.models import Entity
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, NotFound
 
 GENERATED_SECRET_BYTES = 18
 
@@ -53,7 +53,9 @@ async def check_values(
     task_types: dict[str, str],
     validated: BaseModel,
 ) -> BaseModel:
-    """The validated values, with generated secrets filled in; 422 naming a bad field."""
+    """The validated values, with generated secrets filled in. A named entity that does
+    not exist is a 404, a copy's name taken or a move to where it already is a 409; each
+    names the field."""
     updates: dict[str, Any] = {}
     for key in op_type.task_keys:
         task_type = catalog.tasks[task_types[key]]
@@ -64,9 +66,10 @@ async def check_values(
                 name is not None
                 and await entities.id_in_team(session, kind, name, entity.team_id) is None
             ):
-                raise InvalidInput.field(
-                    ["body", "values", key, field],
-                    f"there is no {kind} named {name!r} in this {entity.kind}'s team",
+                # A missing entity is a 404, like a missing reference; the field is named.
+                raise NotFound(
+                    f"values.{key}.{field}: there is no {kind} named {name!r} in this "
+                    f"{entity.kind}'s team"
                 )
         fill = {
             name: SecretStr(secrets.token_urlsafe(GENERATED_SECRET_BYTES))
@@ -88,13 +91,10 @@ async def _check_effects(
         target = getattr(getattr(validated, key), field)
         current = await entities.reference_name(session, entity.id, role)
         if target == current:
-            raise InvalidInput.field(
-                ["body", "values", key, field], f"the {role} is already {target!r}"
-            )
+            # Asking for what already is: a conflict with the entity's state, not bad input.
+            raise Conflict(f"values.{key}.{field}: the {role} is already {target!r}")
     if effects.copy_to is not None:
         key, field = effects.copy_to
         name = getattr(getattr(validated, key), field)
         if await entities.name_taken(session, entity.kind, name):
-            raise InvalidInput.field(
-                ["body", "values", key, field], f"a {entity.kind} named {name!r} already exists"
-            )
+            raise Conflict(f"values.{key}.{field}: a {entity.kind} named {name!r} already exists")

@@ -14,7 +14,7 @@ from app.catalog.types import EntityKind, OperationType
 from app.db import after_commit
 from app.dispatch.audit import record
 from app.dispatch.preconditions import check_state, check_values
-from app.dispatch.task_values import opened_form, snapshot_form, stored_form
+from app.dispatch.task_values import carried_over, snapshot_form, stored_form
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
 from app.entities.run.models import Run, RunTask
@@ -140,9 +140,10 @@ def validate(
 ) -> Any:
     """The values merged over the tasks' current ones, as the operation's composed model;
     422 naming each bad field."""
-    # Fields left out keep the task's current value; unknown keys stay in, to be refused.
+    # Fields left out keep the task's current value (but those with no default, given every
+    # run); unknown keys stay in, to be refused.
     merged: dict[str, Any] = {
-        key: opened_form(catalog.tasks[tasks[key].type], tasks[key].values, box)
+        key: carried_over(catalog.tasks[tasks[key].type], tasks[key].values, box)
         for key in op_type.task_keys
     }
     for key, given in values.items():

@@ -26,12 +26,12 @@ from app import clock
 from app.catalog.registry import Catalog
 from app.dispatch.audit import record
 from app.dispatch.runs import operation_type, request
-from app.dispatch.task_values import opened_form, stored_form
+from app.dispatch.task_values import carried_over, opened_form, stored_form
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.schedule import repository as schedules
 from app.entities.schedule.models import MissedPolicy, Schedule, SlotOutcome
-from app.entities.schedule.schemas import ScheduleCreate, ScheduleUpdate
+from app.entities.schedule.schemas import ZONES, ScheduleCreate, ScheduleUpdate
 from app.entities.team.models import Role
 from app.errors import AegirError, InvalidInput
 from app.queue import QueueClient
@@ -50,6 +50,8 @@ MAX_SLOTS_PER_PASS = 500
 
 def zone(name: str, loc: tuple[str, ...]) -> ZoneInfo:
     try:
+        if name not in ZONES:
+            raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         msg = f"unknown time zone {name!r} (an IANA name, e.g. Europe/Paris)"
@@ -181,7 +183,7 @@ def checked_values(
     kind, op_type = operation_type(catalog, operation)
     tasks = {step.task.key: step.task for step in operation.steps}
     merged: dict[str, Any] = {
-        key: opened_form(catalog.tasks[tasks[key].type], tasks[key].values, box)
+        key: carried_over(catalog.tasks[tasks[key].type], tasks[key].values, box)
         for key in op_type.task_keys
         if key in tasks
     }

@@ -30,6 +30,20 @@ def opened_form(task_type: TaskType, stored: dict[str, Any], box: SecretBox) -> 
     return opened
 
 
+def carried_over(task_type: TaskType, stored: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """What a new run's values start from: the task's stored values, opened, less its
+    fields with no default. Those are each run's own (a migration's target platform, a
+    clone's new domain): sent with every run, as the document says, never taken from the
+    last one."""
+    fields = task_type.fields.model_fields
+    opened = opened_form(task_type, stored, box)
+    return {
+        name: value
+        for name, value in opened.items()
+        if name not in fields or not fields[name].is_required()
+    }
+
+
 def snapshot_form(task_type: TaskType, model: Any) -> dict[str, Any]:
     """What a run records as sent: the fields that were set, secrets left out."""
     data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)

@@ -243,8 +243,8 @@ def read(form: FormData, fields: Iterable[Widget], *, only_changed: bool) -> dic
             if text:
                 values[key] = text
             continue
-        if only_changed and text == item.value:
-            continue
+        if only_changed and text == item.value and not item.required:
+            continue  # a required field (no default) is sent every time: runs need it
         try:
             parsed = _parse(item, text)
         except ValueError as error:

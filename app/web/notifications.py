@@ -21,7 +21,7 @@ from app.entities.notification import repository as notifications
 from app.entities.notification.models import NotificationTarget
 from app.entities.notification.schemas import ENDED, TargetCreate, TargetUpdate
 from app.entities.team import repository as teams
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
@@ -123,6 +123,8 @@ async def notifications_create(
         target = await notify.create_target(session, principal, box, body)
     except InvalidInput as error:
         return await _list(request, session, principal, None, 1, data, _message(error), 422)
+    except NotFound as error:  # a team that is not theirs to administer
+        return await _list(request, session, principal, None, 1, data, error.message, 422)
     return redirect(request, str(request.url_for("notification_page", target_id=target.id)))
 
 

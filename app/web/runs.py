@@ -30,7 +30,7 @@ from app.entities.run import repository as runs
 from app.entities.run.models import Run
 from app.entities.run.states import RunStatus
 from app.entities.team.models import Role
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web import forms
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
@@ -129,13 +129,22 @@ async def run_submit(
             )
         except InvalidInput as error:
             errors = {forms.error_name(e["loc"], 2): e["msg"] for e in reversed(error.errors)}
-        except Conflict as error:
-            errors = {"": error.message}
+        except (Conflict, NotFound) as error:
+            errors = _beside_field(error.message)
         else:
             return redirect(request, str(request.url_for("run_page", run_id=run.id)))
     # Nothing was written: the values are checked before anything is saved or queued.
     _show_errors(posted, form, errors)
     return render(request, "runs/form.html", form, 422)
+
+
+def _beside_field(message: str) -> dict[str, str]:
+    """A 404 or 409 about one value ("values.upgrade.target_platform: ...") goes beside
+    its field; any other above the form."""
+    where, _, said = message.partition(": ")
+    if where.startswith("values.") and said:
+        return {where.removeprefix("values."): said}
+    return {"": message}
 
 
 def _read_values(posted: Any, form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -49,13 +49,18 @@ async def test_migrate_names_a_platform_of_the_same_team_that_is_not_the_current
     site = graph["site"]
     await set_state(session, site["id"], "enabled")
     missing = await _run(client, site, "migrate", {"migrate": {"target_platform": "nowhere"}})
-    assert missing.status_code == 422
-    [error] = missing.json()["detail"]
-    assert error["loc"] == ["body", "values", "migrate", "target_platform"]
-    assert "no platform named 'nowhere'" in error["msg"]
+    # A platform that is not there is a 404 (like a reference), naming the field.
+    assert missing.status_code == 404
+    detail = missing.json()["detail"]
+    assert detail.startswith("values.migrate.target_platform: ")
+    assert "no platform named 'nowhere'" in detail
+    # Moving it where it already is conflicts with its state: a 409, naming the field.
     same = await _run(client, site, "migrate", {"migrate": {"target_platform": "drupal-10"}})
-    assert same.status_code == 422
-    assert "already 'drupal-10'" in same.json()["detail"][0]["msg"]
+    assert same.status_code == 409
+    assert (
+        same.json()["detail"]
+        == "values.migrate.target_platform: the platform is already 'drupal-10'"
+    )
     await make_platform(client, graph["server"], "drupal-11")
     moved = await _run(client, site, "migrate", {"migrate": {"target_platform": "drupal-11"}})
     assert moved.status_code == 202, moved.text
@@ -67,8 +72,11 @@ async def test_clone_refuses_a_domain_that_is_taken(
     site = (await make_graph(client))["site"]
     await set_state(session, site["id"], "enabled")
     taken = await _run(client, site, "clone", {"clone": {"new_domain": "www.example.com"}})
-    assert taken.status_code == 422
-    assert taken.json()["detail"][0]["loc"] == ["body", "values", "clone", "new_domain"]
+    # Taken like a name on create: a 409, naming the field.
+    assert taken.status_code == 409
+    assert taken.json()["detail"] == (
+        "values.clone.new_domain: a site named 'www.example.com' already exists"
+    )
 
 
 async def test_an_empty_database_password_is_generated_and_kept_encrypted(

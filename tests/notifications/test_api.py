@@ -76,7 +76,9 @@ async def test_only_the_teams_admins_manage_targets(
     operator = await make_account(app, "olga", team="ops", role=Role.operator)
     async with api_client(app, operator) as http:
         refused = await http.post(BASE, json=_webhook(account.team_id))
-        assert refused.status_code == 422
+        # As for entities: a team one does not administer is not one to add to (404).
+        assert refused.status_code == 404
+        assert refused.json()["detail"].startswith("team_id: no team ")
         assert (await http.delete(f"{BASE}/{target_id}")).status_code == 403
         assert (await http.get(f"{BASE}/{target_id}")).status_code == 200
     assert (await client.delete(f"{BASE}/{target_id}")).status_code == 204

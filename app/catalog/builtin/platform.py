@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from app.catalog.builtin.server import server_host, server_vars
 from app.catalog.fields import AbsolutePath, GitRef, GitUrl, Label, SafeRelativePath, Slug
@@ -25,6 +25,7 @@ from app.catalog.types import (
     TaskFields,
     TaskType,
 )
+from app.schemas import required_when
 
 Flavor = Literal["drupal", "php", "static"]
 # The flavors whose sites run PHP through php-fpm.
@@ -83,6 +84,10 @@ ANSIBLE = AnsibleHosting(
 
 
 class PlatformDeployFields(TaskFields):
+    model_config = ConfigDict(
+        json_schema_extra=required_when("source", "git", {"git_url": {"type": "string"}})
+    )
+
     source: Literal["git", "path"] = Field(
         default="path", description="Fetch the codebase from git, or use what is at the root."
     )

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.entities.batch.models import BatchStatus, ItemStatus
-from app.schemas import Schema
+from app.schemas import Integer, Schema
 
 MAX_ITEMS = 5000
 
@@ -32,14 +32,18 @@ class BatchCreate(BaseModel):
     kind: str = Field(min_length=1, max_length=40, description="The entity kind, e.g. site.")
     operation: str = Field(min_length=1, max_length=63, description="Run on each entity.")
     ids: list[uuid.UUID] | None = Field(
-        default=None, max_length=MAX_ITEMS, description="An explicit selection, in order."
+        default=None,
+        min_length=1,
+        max_length=MAX_ITEMS,
+        description="An explicit selection, in order, each entity once.",
+        json_schema_extra={"uniqueItems": True},
     )
     filter: BatchFilter | None = Field(default=None, description="Or a selection by filter.")
     values: dict[str, dict[str, Any]] = Field(
         default={}, description="Given once, by task key; validated for each entity."
     )
-    concurrency: int = Field(default=2, ge=1, le=100, description="Items running at once.")
-    max_failures: int | None = Field(
+    concurrency: Integer = Field(default=2, ge=1, le=100, description="Items running at once.")
+    max_failures: Integer | None = Field(
         default=None,
         ge=1,
         description="Stop starting items after this many failed; null: carry on whatever fails.",

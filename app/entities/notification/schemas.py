@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     StringConstraints,
     UrlConstraints,
     model_validator,
@@ -19,7 +20,7 @@ from pydantic import (
 
 from app.entities.notification.models import DeliveryState, TargetKind
 from app.entities.run.states import FINAL, RunStatus
-from app.schemas import Schema
+from app.schemas import Schema, all_of, required_when
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 Word = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9_-]+$")]
@@ -56,7 +57,15 @@ class Filters(BaseModel):
 
 
 class TargetCreate(Filters):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=all_of(
+            required_when(
+                "kind", "webhook", {"url": {"type": "string"}, "secret": {"type": "string"}}
+            ),
+            required_when("kind", "email", {"addresses": {"type": "array", "minItems": 1}}),
+        ),
+    )
 
     team_id: uuid.UUID
     name: Name
@@ -66,7 +75,7 @@ class TargetCreate(Filters):
         default=None, description="Webhooks: the key their signature is made with; never shown."
     )
     addresses: list[Address] = Field(default=[], max_length=50, description="E-mail: recipients.")
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @model_validator(mode="after")
     def _kind_needs(self) -> TargetCreate:
@@ -90,7 +99,7 @@ class TargetUpdate(BaseModel):
     entity_kinds: list[Word] | None = Field(default=None, max_length=50)
     operations: list[Word] | None = Field(default=None, max_length=100)
     statuses: list[RunStatus] | None = Field(default=None, max_length=4)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
     @model_validator(mode="after")
     def _only_endings(self) -> TargetUpdate:

@@ -2,28 +2,53 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StringConstraints
 
+from app.catalog.fields import expects
 from app.entities.schedule.models import MissedPolicy, SlotOutcome
-from app.schemas import Schema
+from app.schemas import Integer, Schema
 
 CRON_HELP = "Five fields (minute hour day month weekday), e.g. '0 2 * * *' for 02:00 daily."
+# The form of a cron expression: five fields of digits, names (mon, jan), and * ? # / , -
+# and L W. Whether it can ever fire (no 31 February, no range running backwards) is
+# checked by cronsim on top: a 422 naming the field.
+CRON_PATTERN = r"^[0-9A-Za-z*?#/,-]+( [0-9A-Za-z*?#/,-]+){4}$"
+# IANA zones, as the server's tz database has them: documented as an enum, and checked
+# against the same set (ZoneInfo would also open "posix/..." and other files).
+ZONES = frozenset(available_timezones())
+ZONE_LIST = sorted(ZONES)
+
+Cron = Annotated[
+    str,
+    StringConstraints(min_length=9, max_length=200, pattern=CRON_PATTERN),
+    expects("five fields separated by spaces, such as 0 2 * * * (02:00 every day)"),
+    Field(description=CRON_HELP, examples=["0 2 * * *"]),
+]
+TimeZone = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="IANA zone, e.g. Europe/Paris.",
+        json_schema_extra={"enum": ZONE_LIST},
+    ),
+]
 
 
 class ScheduleBase(Schema):
     name: str = Field(min_length=1, max_length=100, description="What it is for.")
-    cron: str = Field(min_length=1, max_length=200, description=CRON_HELP)
-    timezone: str = Field(default="UTC", max_length=64, description="IANA zone, e.g. Europe/Paris.")
+    cron: Cron
+    timezone: TimeZone = "UTC"
     missed_policy: MissedPolicy = Field(
         default=MissedPolicy.run_once,
         description="The newest slot missed while no scheduler ran: run once on recovery, or skip.",
     )
-    keep_last: int | None = Field(
+    keep_last: Integer | None = Field(
         default=None, ge=1, le=100_000, description="Retention: keep the newest N archives."
     )
-    keep_days: int | None = Field(
+    keep_days: Integer | None = Field(
         default=None, ge=1, le=100_000, description="Retention: keep archives younger than N days."
     )
 
@@ -33,16 +58,16 @@ class ScheduleCreate(ScheduleBase):
     values: dict[str, dict[str, Any]] = Field(
         default={}, description="Values per task key, then field, sent with every run."
     )
-    paused: bool = False
+    paused: StrictBool = False
 
 
 class ScheduleUpdate(Schema):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    cron: str | None = Field(default=None, min_length=1, max_length=200, description=CRON_HELP)
-    timezone: str | None = Field(default=None, max_length=64)
+    cron: Cron | None = None
+    timezone: TimeZone | None = None
     missed_policy: MissedPolicy | None = None
-    keep_last: int | None = Field(default=None, ge=1, le=100_000)
-    keep_days: int | None = Field(default=None, ge=1, le=100_000)
+    keep_last: Integer | None = Field(default=None, ge=1, le=100_000)
+    keep_days: Integer | None = Field(default=None, ge=1, le=100_000)
     values: dict[str, dict[str, Any]] | None = None
 
 

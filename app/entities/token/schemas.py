@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.schemas import Schema
+from app.schemas import Integer, Schema
 
 
 class TokenCreate(BaseModel):
@@ -15,7 +15,7 @@ class TokenCreate(BaseModel):
     name: Annotated[
         str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     ]
-    expires_in_days: StrictInt = Field(default=90, ge=1, le=366)
+    expires_in_days: Integer = Field(default=90, ge=1, le=366)
 
 
 class TokenRead(Schema):

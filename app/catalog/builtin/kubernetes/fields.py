@@ -12,7 +12,8 @@ import binascii
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, StringConstraints
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, StringConstraints, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from app.catalog.fields import AbsolutePath, DomainName, GitRef, GitUrl, Port, expects
 from app.catalog.types import EntityFields
@@ -152,8 +153,36 @@ ClusterToken = Annotated[
 ]
 
 
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _http_url(value: str) -> str:
+    try:
+        _HTTP_URL.validate_python(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "url_parsing", "Should be an http(s) URL such as https://k8s.example.com:6443"
+        ) from None
+    return value
+
+
+def api_server(value: str) -> str:
+    """The URL in its normal form (``HTTPS://K8S.example.com`` is ``https://k8s.example.com/``)."""
+    return str(_HTTP_URL.validate_python(value))
+
+
+# Kept as typed, checked as an http(s) URL: its normal form can be longer than what was
+# typed (a "/" added, non-ASCII %-encoded), and what is stored must read back.
+ApiServerUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2083),
+    AfterValidator(_http_url),
+    Field(json_schema_extra={"format": "uri"}),
+]
+
+
 class ClusterFields(EntityFields):
-    api_url: HttpUrl = Field(description="The cluster's API server, https://HOST[:PORT].")
+    api_url: ApiServerUrl = Field(description="The cluster's API server, https://HOST[:PORT].")
     ca_certificate: PemCertificates | None = Field(
         default=None,
         description="The API server's certificate authority (PEM); the system's when empty.",
