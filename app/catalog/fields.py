@@ -24,6 +24,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A path segment that is not empty and not "..": the pattern itself says so, so that the
+# document states the whole rule ("." and "..." are names; ".." would climb out).
+_SEGMENT = (
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.(?:[A-Za-z0-9_-][A-Za-z0-9._-]*)?|\.\.[A-Za-z0-9._-]+)"
+)
+# The first segment of a relative path or a git ref: no leading "." or "-".
+_FIRST = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 
 
 def expects(what: str) -> WrapValidator:
@@ -49,18 +56,6 @@ def expects(what: str) -> WrapValidator:
 
 def _lower(value: str) -> str:
     return value.lower()
-
-
-def _no_dotdot(value: str) -> str:
-    if any(part == ".." for part in value.split("/")):
-        raise PydanticCustomError("value_error", "Must not contain '..' segments")
-    return value
-
-
-def _no_double_slash(value: str) -> str:
-    if "//" in value:
-        raise PydanticCustomError("value_error", "Must not contain empty segments ('//')")
-    return value
 
 
 Hostname = Annotated[
@@ -99,10 +94,11 @@ Slug = Annotated[
 
 SafeRelativePath = Annotated[
     str,
-    StringConstraints(max_length=1024, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
-    expects("a relative path such as sites/default/files: letters, digits, '.', '_', '-' and '/'"),
-    AfterValidator(_no_dotdot),
-    AfterValidator(_no_double_slash),
+    StringConstraints(max_length=1024, pattern=rf"^{_FIRST}(?:/{_SEGMENT})*/?$"),
+    expects(
+        "a relative path such as sites/default/files: letters, digits, '.', '_', '-' and "
+        "'/', with no '..' or empty segments"
+    ),
     Field(
         description="A relative path: letters, digits, '.', '_', '-' and '/'; no '..'.",
         examples=["sites/default/files"],
@@ -111,13 +107,11 @@ SafeRelativePath = Annotated[
 
 AbsolutePath = Annotated[
     str,
-    StringConstraints(max_length=1024, pattern=r"^/[A-Za-z0-9._/-]*$"),
+    StringConstraints(max_length=1024, pattern=rf"^/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?$"),
     expects(
         "an absolute path such as /var/aegir/platforms/drupal-10: starting with '/', then "
-        "letters, digits, '.', '_', '-' and '/'"
+        "letters, digits, '.', '_', '-' and '/', with no '..' or empty segments"
     ),
-    AfterValidator(_no_dotdot),
-    AfterValidator(_no_double_slash),
     Field(
         description="An absolute path: letters, digits, '.', '_', '-' and '/'; no '..'.",
         examples=["/var/aegir/platforms/drupal-10"],
@@ -164,9 +158,11 @@ GitUrl = Annotated[
 
 GitRef = Annotated[
     str,
-    StringConstraints(max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"),
-    expects("a Git branch, tag or commit such as main: letters, digits, '.', '_', '-' and '/'"),
-    AfterValidator(_no_dotdot),
+    StringConstraints(max_length=255, pattern=rf"^{_FIRST}(?:/{_SEGMENT})*/?$"),
+    expects(
+        "a Git branch, tag or commit such as main: letters, digits, '.', '_', '-' and '/', "
+        "with no '..' or empty segments"
+    ),
     Field(description="A git branch, tag or commit.", examples=["main"]),
 ]
 

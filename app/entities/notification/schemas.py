@@ -15,6 +15,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     UrlConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -34,6 +35,10 @@ Secret = Annotated[SecretStr, Field(min_length=16, max_length=200)]
 ENDED = sorted(str(status) for status in FINAL)
 
 
+# A run status, documented as the ones a run ends with: the only ones a filter takes.
+EndStatus = Annotated[RunStatus, WithJsonSchema({"type": "string", "enum": ENDED})]
+
+
 def _ended(statuses: list[RunStatus]) -> list[RunStatus]:
     wrong = [str(status) for status in statuses if status not in FINAL]
     if wrong:
@@ -46,7 +51,7 @@ class Filters(BaseModel):
 
     entity_kinds: list[Word] = Field(default=[], max_length=50)
     operations: list[Word] = Field(default=[], max_length=100)
-    statuses: list[RunStatus] = Field(
+    statuses: list[EndStatus] = Field(
         default=[], max_length=4, description=f"Among {', '.join(ENDED)}; empty: all."
     )
 
@@ -98,7 +103,7 @@ class TargetUpdate(BaseModel):
     addresses: list[Address] | None = Field(default=None, max_length=50)
     entity_kinds: list[Word] | None = Field(default=None, max_length=50)
     operations: list[Word] | None = Field(default=None, max_length=100)
-    statuses: list[RunStatus] | None = Field(default=None, max_length=4)
+    statuses: list[EndStatus] | None = Field(default=None, max_length=4)
     enabled: StrictBool | None = None
 
     @model_validator(mode="after")
