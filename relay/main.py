@@ -244,17 +244,16 @@ async def serve_relay(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    notifier = Notifier(settings, relay.sessionmaker, SecretBox(settings.secret_key))
-    driver = BatchDriver(
-        relay.sessionmaker, Services(relay.catalog, redis, SecretBox(settings.secret_key))
-    )
+    box = SecretBox(settings.secret_key)
+    notifier = Notifier(settings, relay.sessionmaker, box)
+    driver = BatchDriver(relay.sessionmaker, Services(relay.catalog, redis, box))
     tasks = [
         asyncio.create_task(relay.consume()),
         asyncio.create_task(relay.sweep_forever()),
         asyncio.create_task(notifier.run_forever()),
         asyncio.create_task(driver.run_forever()),
     ]
-    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, name)
+    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, box, name)
     tasks.append(asyncio.create_task(scheduler.run_forever()))
     logger.info("relay %s ready", name)
     await stop.wait()

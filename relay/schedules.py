@@ -42,6 +42,7 @@ class Scheduler:
         catalog: Catalog,
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: QueueClient,
+        box: SecretBox,
         name: str,
     ) -> None:
         self.settings = settings
@@ -49,7 +50,7 @@ class Scheduler:
         self.sessionmaker = sessionmaker
         self.redis = redis
         self.name = name
-        self.box = SecretBox(settings.secret_key)
+        self.box = box
 
     async def run_forever(self) -> None:
         interval = self.settings.schedule_tick.total_seconds()

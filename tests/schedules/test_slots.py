@@ -83,8 +83,10 @@ async def test_a_pass_records_the_due_slot_and_nothing_twice(
         schedule = await schedules.get(writing, schedule_id)
         schedule.counted_from -= timedelta(seconds=150)
     settings = state.settings.model_copy(update={"schedule_grace": timedelta(minutes=10)})
-    passes = [Scheduler(settings, state.catalog, state.sessionmaker, state.redis, name)
-              for name in ("one", "two")]  # fmt: skip
+    passes = [
+        Scheduler(settings, state.catalog, state.sessionmaker, state.redis, state.secret_box, name)
+        for name in ("one", "two")
+    ]
     recorded = [await scheduler.tick() for scheduler in passes]
     assert recorded[0] >= 2 and recorded[1] <= 1  # the second finds them recorded
     slots = (await client.get(f"/api/v1/schedules/{schedule_id}/slots")).json()["items"]
