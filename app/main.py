@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
+from app import metrics
 from app.api import (
     accounts,
     batches,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             yield
         finally:
             reporter.cancel()
+            await metrics.drain()
             await state.hub.aclose()
             await state.redis.aclose()
             await state.engine.dispose()

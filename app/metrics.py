@@ -10,6 +10,7 @@ kept in a process's memory, so a scrape of any API process answers for all of th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -74,6 +75,33 @@ async def observe(redis: Redis, metric: Histogram, labels: Sequence[str], second
             await pipe.execute()
     except Exception:  # redis-py's errors and OSError alike: a lost metric, never a lost run
         logger.debug("metric %s not counted", metric.name, exc_info=True)
+
+
+# Observations written off their caller's path, held here until done: the event loop
+# keeps only a weak reference to a task, and one collected mid-write is a lost count.
+_in_flight: set[asyncio.Task[None]] = set()
+
+
+def observe_soon(redis: Redis, metric: Histogram, labels: Sequence[str], seconds: float) -> None:
+    """``observe`` in a task of its own, so that the caller (an action's answer) does not
+    wait for the round trip. Never raises; a failure is logged."""
+    task = asyncio.create_task(observe(redis, metric, labels, seconds))
+    _in_flight.add(task)
+    task.add_done_callback(_settled)
+
+
+def _settled(task: asyncio.Task[None]) -> None:
+    _in_flight.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("metric not counted", exc_info=task.exception())
+
+
+async def drain() -> None:
+    """Wait for this event loop's observations still on their way (before the Redis
+    client they write with is closed)."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _in_flight if task.get_loop() is loop]
+    await asyncio.gather(*mine, return_exceptions=True)
 
 
 def process_id() -> str:

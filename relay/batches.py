@@ -17,14 +17,13 @@ import uuid
 import orjson
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import session_scope
 from app.dispatch.batch_progress import advance
-from app.dispatch.batches import Services
 from app.entities.batch import repository as batches
 from app.entities.run.states import FINAL
 from app.events import STATUS_CHANNEL
+from relay.context import RelayContext
 
 logger = logging.getLogger("aegir.relay.batches")
 
@@ -32,9 +31,9 @@ INTERVAL = 2.0
 
 
 class BatchDriver:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], services: Services) -> None:
-        self.sessionmaker = sessionmaker
-        self.services = services
+    def __init__(self, ctx: RelayContext) -> None:
+        self.ctx = ctx
+        self.services = ctx.services
         self.wake = asyncio.Event()
 
     async def run_forever(self) -> None:
@@ -53,7 +52,7 @@ class BatchDriver:
 
     async def step(self) -> int:
         """One pass over the unfinished batches: how many moved."""
-        async with session_scope(self.sessionmaker, writes=False) as session:
+        async with session_scope(self.ctx.sessionmaker, writes=False) as session:
             ids = await batches.unfinished(session)
         moved = 0
         for batch_id in ids:
@@ -68,7 +67,7 @@ class BatchDriver:
         return moved
 
     async def _advance(self, batch_id: uuid.UUID) -> bool:
-        async with session_scope(self.sessionmaker) as session:
+        async with session_scope(self.ctx.sessionmaker) as session:
             return await advance(session, self.services, batch_id)
 
     async def _listen(self) -> None:

@@ -19,12 +19,10 @@ from collections.abc import Iterable
 
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.catalog.registry import Catalog, catalog_with
+from app.catalog.registry import catalog_with
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker, session_scope
-from app.dispatch.batches import Services
 from app.dispatch.queueing import next_runs
 from app.events import EVENTS_STREAM, RELAY_GROUP, Event, decode, publish, send_events
 from app.queue import QueueClient, create_redis, enqueue_run, release_run
@@ -32,6 +30,7 @@ from app.security.crypto import SecretBox
 from app.unavailable import database_unreachable
 from relay import store
 from relay.batches import BatchDriver
+from relay.context import RelayContext
 from relay.notifier import Notifier
 from relay.schedules import Scheduler
 from relay.sweeper import Sweeper
@@ -56,19 +55,8 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 class Relay:
-    def __init__(
-        self,
-        settings: Settings,
-        catalog: Catalog,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        redis: QueueClient,
-        name: str,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.sessionmaker = sessionmaker
-        self.redis = redis
-        self.name = name
+    def __init__(self, ctx: RelayContext) -> None:
+        self.ctx = ctx
         # Fault injection for the tests: die after the Nth commit, before acknowledging.
         self.exit_after_commits = int(os.environ.get("AEGIR_FAULT_RELAY_EXIT_AFTER_COMMITS", "0"))
         self.outage = Outage()
@@ -81,7 +69,7 @@ class Relay:
 
     async def ensure_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
-            await self.redis.xgroup_create(EVENTS_STREAM, RELAY_GROUP, id="0", mkstream=True)
+            await self.ctx.redis.xgroup_create(EVENTS_STREAM, RELAY_GROUP, id="0", mkstream=True)
 
     async def consume(self) -> None:
         """Our own pending entries first (a restart), then new ones, then orphans."""
@@ -97,7 +85,7 @@ class Relay:
                     began = time.monotonic()
                     await self.handle(entries)
                     self.outage.ended("relay: events stored again")
-                    if len(entries) == READ_COUNT and self.settings.is_sqlite:
+                    if len(entries) == READ_COUNT and self.ctx.settings.is_sqlite:
                         held = time.monotonic() - began
                         await asyncio.sleep(min(max(held, SQLITE_MIN_YIELD), SQLITE_YIELD))
                 self.redis_outage.ended("relay: Redis back")
@@ -117,8 +105,8 @@ class Relay:
 
     async def _read(self, start: str) -> list[Entry]:
         block = None if start == "0" else BLOCK_MS
-        reply = await self.redis.xreadgroup(
-            RELAY_GROUP, self.name, {EVENTS_STREAM: start}, count=READ_COUNT, block=block
+        reply = await self.ctx.redis.xreadgroup(
+            RELAY_GROUP, self.ctx.name, {EVENTS_STREAM: start}, count=READ_COUNT, block=block
         )
         if not reply:
             return []
@@ -127,11 +115,11 @@ class Relay:
 
     async def _claim_orphans(self) -> list[Entry]:
         """Entries another relay read and never acknowledged (it died)."""
-        reply = await self.redis.xautoclaim(
+        reply = await self.ctx.redis.xautoclaim(
             EVENTS_STREAM,
             RELAY_GROUP,
-            self.name,
-            int(self.settings.relay_claim_idle.total_seconds() * 1000),
+            self.ctx.name,
+            int(self.ctx.settings.relay_claim_idle.total_seconds() * 1000),
             "0-0",
             count=READ_COUNT,
         )
@@ -142,8 +130,8 @@ class Relay:
         events: list[Event] = [decode(fields) for _id, fields in entries if fields]
         applied = store.Applied()
         to_enqueue: list[uuid.UUID] = []
-        async with session_scope(self.sessionmaker) as session:
-            applied = await store.apply(session, self.catalog, events)
+        async with session_scope(self.ctx.sessionmaker) as session:
+            applied = await store.apply(session, self.ctx.catalog, events)
             to_enqueue = await next_runs(session, applied.finished_entities)
         if self.exit_after_commits:
             self.exit_after_commits -= 1
@@ -153,17 +141,17 @@ class Relay:
         if applied.refused:
             logger.info("relay: refused %d events of stale attempts", applied.refused)
         ids = [entry_id for entry_id, _ in entries]
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.ctx.redis.pipeline(transaction=False) as pipe:
             pipe.xack(EVENTS_STREAM, RELAY_GROUP, *ids)
             pipe.xdel(EVENTS_STREAM, *ids)
             for channel, message in applied.messages:
                 pipe.publish(channel, message)
             await pipe.execute()
-        await _enqueue(self.redis, to_enqueue)
+        await _enqueue(self.ctx.redis, to_enqueue)
 
     async def sweep_forever(self) -> None:
-        interval = self.settings.sweep_interval.total_seconds()
-        sweeper = Sweeper(self.sessionmaker, self.catalog, self.settings)
+        interval = self.ctx.settings.sweep_interval.total_seconds()
+        sweeper = Sweeper(self.ctx.sessionmaker, self.ctx.catalog, self.ctx.settings)
         while True:
             try:
                 if await self._may_sweep():
@@ -183,10 +171,10 @@ class Relay:
         say nothing about which workers are gone."""
         loop = asyncio.get_running_loop()
         if self.blind:
-            async with self.sessionmaker() as session:
+            async with self.ctx.sessionmaker() as session:
                 await session.connection()  # raises while the database is still away
             self.blind = False
-            lease = self.settings.run_lease.total_seconds()
+            lease = self.ctx.settings.run_lease.total_seconds()
             self.hold_until = loop.time() + lease
             logger.warning("relay: database back; settling no lease for %.0f s", lease)
         return loop.time() >= self.hold_until
@@ -194,12 +182,12 @@ class Relay:
     async def _sweep(self, sweeper: Sweeper) -> None:
         swept = await sweeper.sweep()
         for run_id in swept.release:
-            await release_run(self.redis, run_id)
-        await publish(self.redis, swept.messages)
+            await release_run(self.ctx.redis, run_id)
+        await publish(self.ctx.redis, swept.messages)
         # After the lost attempt's own lines: the relay closes its log, then enqueues
         # the run again if it was requeued.
-        await send_events(self.redis, swept.lost)
-        await _enqueue(self.redis, swept.enqueue)
+        await send_events(self.ctx.redis, swept.lost)
+        await _enqueue(self.ctx.redis, swept.enqueue)
 
 
 class Outage:
@@ -232,31 +220,27 @@ async def _enqueue(redis: QueueClient, run_ids: Iterable[uuid.UUID]) -> None:
 async def serve_relay(settings: Settings) -> None:
     engine = create_engine(settings.database_url, settings)
     redis = create_redis(settings.redis_url, settings.redis_timeout.total_seconds())
-    name = settings.relay_name or f"relay-{socket.gethostname()}-{os.getpid()}"
-    relay = Relay(
+    ctx = RelayContext(
         settings,
         catalog_with(tuple(settings.catalog_modules)),
         create_sessionmaker(engine),
         redis,
-        name,
+        SecretBox(settings.secret_key),
+        settings.relay_name or f"relay-{socket.gethostname()}-{os.getpid()}",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    notifier = Notifier(settings, relay.sessionmaker, SecretBox(settings.secret_key))
-    driver = BatchDriver(
-        relay.sessionmaker, Services(relay.catalog, redis, SecretBox(settings.secret_key))
-    )
+    relay = Relay(ctx)
     tasks = [
         asyncio.create_task(relay.consume()),
         asyncio.create_task(relay.sweep_forever()),
-        asyncio.create_task(notifier.run_forever()),
-        asyncio.create_task(driver.run_forever()),
+        asyncio.create_task(Notifier(ctx).run_forever()),
+        asyncio.create_task(BatchDriver(ctx).run_forever()),
+        asyncio.create_task(Scheduler(ctx).run_forever()),
     ]
-    scheduler = Scheduler(settings, relay.catalog, relay.sessionmaker, redis, name)
-    tasks.append(asyncio.create_task(scheduler.run_forever()))
-    logger.info("relay %s ready", name)
+    logger.info("relay %s ready", ctx.name)
     await stop.wait()
     for task in tasks:
         task.cancel()

@@ -26,15 +26,14 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
 from app.db import session_scope, utcnow
 from app.dispatch import notifications as notify
 from app.entities.notification import repository as deliveries
 from app.entities.notification.models import NotificationDelivery, NotificationTarget
 from app.entities.notification.repository import EndedRun
-from app.security.crypto import SecretBox
+from relay.context import RelayContext
 
 logger = logging.getLogger("aegir.notifier")
 
@@ -46,12 +45,8 @@ FIRST_ID = uuid.UUID(int=0)
 
 
 class Notifier:
-    def __init__(
-        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox
-    ) -> None:
-        self.settings = settings
-        self.sessionmaker = sessionmaker
-        self.box = box
+    def __init__(self, ctx: RelayContext) -> None:
+        self.ctx = ctx
         self.in_flight: set[asyncio.Task[None]] = set()
         # The newest run end this relay has read, and when it last read the whole
         # look-back (``_start``).
@@ -60,11 +55,11 @@ class Notifier:
         self.failing: float | None = None
         self.client = httpx.AsyncClient(
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.notify_in_flight),
+            limits=httpx.Limits(max_connections=ctx.settings.notify_in_flight),
         )
 
     async def run_forever(self) -> None:
-        poll = self.settings.notify_poll.total_seconds()
+        poll = self.ctx.settings.notify_poll.total_seconds()
         try:
             while True:
                 await self.poll_once()
@@ -99,23 +94,23 @@ class Notifier:
 
     async def scan(self) -> int:
         """Insert the delivery rows of runs that ended since the cursor: how many new."""
-        async with session_scope(self.sessionmaker, writes=False) as session:
+        async with session_scope(self.ctx.sessionmaker, writes=False) as session:
             cursor = await deliveries.cursor(session)
             targets = await deliveries.enabled_targets(session)
             if cursor is not None and targets:
                 rows, newest = await self._new_rows(session, cursor, targets)
         if cursor is None:
-            async with session_scope(self.sessionmaker) as session:
+            async with session_scope(self.ctx.sessionmaker) as session:
                 await deliveries.start_cursor(session, utcnow())
             return 0
         if not targets:
             # Nobody to tell: no run is read, and the cursor keeps up (written rarely).
-            rows, newest = [], utcnow() - self.settings.notify_lookback
-            if newest - cursor < self.settings.notify_lookback:
+            rows, newest = [], utcnow() - self.ctx.settings.notify_lookback
+            if newest - cursor < self.ctx.settings.notify_lookback:
                 return 0
         if not rows and newest <= cursor:
             return 0  # nothing to write: no transaction at all
-        async with session_scope(self.sessionmaker) as session:
+        async with session_scope(self.ctx.sessionmaker) as session:
             added = await deliveries.add_deliveries(session, rows)
             await deliveries.advance_cursor(session, newest)
         return added
@@ -124,7 +119,7 @@ class Notifier:
         """Where this poll reads from. Every so often the whole look-back behind the shared
         cursor (a run's end committed late: a slow transaction, a relay storing a backlog
         of exit events); between, from a little before what this relay read last."""
-        lookback = self.settings.notify_lookback
+        lookback = self.ctx.settings.notify_lookback
         now = time.monotonic()
         if self.mark is None or now - self.deep_at > lookback.total_seconds() / 4:
             self.deep_at = now
@@ -151,22 +146,22 @@ class Notifier:
         self, session: AsyncSession, runs: list[EndedRun], targets: list[NotificationTarget]
     ) -> list[dict[str, object]]:
         known = await deliveries.known_pairs(session, [run.id for run in runs])
-        rows = notify.deliveries_for(runs, targets, self.settings.base_url)
+        rows = notify.deliveries_for(runs, targets, self.ctx.settings.base_url)
         return [row for row in rows if (row["target_id"], row["run_id"]) not in known]
 
     async def send_due(self) -> int:
         """Claim due deliveries for the free slots and start each in its own task."""
-        free = self.settings.notify_in_flight - len(self.in_flight)
+        free = self.ctx.settings.notify_in_flight - len(self.in_flight)
         if free <= 0:
             return 0
         now = utcnow()
-        async with session_scope(self.sessionmaker, writes=False) as session:
+        async with session_scope(self.ctx.sessionmaker, writes=False) as session:
             due = await deliveries.due(session, now, free)
         if not due:
             return 0
         # Held past the attempt's own timeout; a relay gone meanwhile lets it expire.
-        hold = self.settings.notify_timeout * 2 + timedelta(seconds=5)
-        async with session_scope(self.sessionmaker) as session:
+        hold = self.ctx.settings.notify_timeout * 2 + timedelta(seconds=5)
+        async with session_scope(self.ctx.sessionmaker) as session:
             claimed = await deliveries.claim(session, due, now, now + hold)
         for delivery, target in claimed:
             task = asyncio.create_task(self._attempt(delivery, target))
@@ -175,11 +170,13 @@ class Notifier:
         return len(claimed)
 
     async def _attempt(self, delivery: NotificationDelivery, target: NotificationTarget) -> None:
-        outcome = await notify.deliver(self.settings, self.box, self.client, target, delivery)
+        outcome = await notify.deliver(
+            self.ctx.settings, self.ctx.box, self.client, target, delivery
+        )
         now = utcnow()
-        state, next_at = notify.after_attempt(self.settings, outcome, delivery.attempts, now)
+        state, next_at = notify.after_attempt(self.ctx.settings, outcome, delivery.attempts, now)
         try:
-            async with session_scope(self.sessionmaker) as session:
+            async with session_scope(self.ctx.sessionmaker) as session:
                 await deliveries.record_attempt(
                     session, delivery.id, outcome.as_try(now), state, next_at, now
                 )

@@ -15,18 +15,14 @@ from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock
-from app.catalog.registry import Catalog
-from app.config import Settings
 from app.db import session_scope
 from app.dispatch import schedules as service
 from app.entities.schedule import repository as schedules
 from app.entities.schedule.models import Schedule
 from app.errors import AegirError
-from app.queue import QueueClient
-from app.security.crypto import SecretBox
+from relay.context import RelayContext
 
 logger = logging.getLogger("aegir.schedules")
 
@@ -36,23 +32,11 @@ PRUNE_LOOKBACK = timedelta(days=2)
 
 
 class Scheduler:
-    def __init__(
-        self,
-        settings: Settings,
-        catalog: Catalog,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        redis: QueueClient,
-        name: str,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.sessionmaker = sessionmaker
-        self.redis = redis
-        self.name = name
-        self.box = SecretBox(settings.secret_key)
+    def __init__(self, ctx: RelayContext) -> None:
+        self.ctx = ctx
 
     async def run_forever(self) -> None:
-        interval = self.settings.schedule_tick.total_seconds()
+        interval = self.ctx.settings.schedule_tick.total_seconds()
         failing = False
         while True:
             try:
@@ -71,33 +55,35 @@ class Scheduler:
 
     async def tick(self) -> int:
         """One pass; the number of slots this scheduler recorded."""
-        async with session_scope(self.sessionmaker, writes=False) as session:
+        async with session_scope(self.ctx.sessionmaker, writes=False) as session:
             due = await schedules.with_last_slot(session)
         now = clock.now()
         recorded = 0
         for schedule, last in due:
-            for slot in service.plan(schedule, last, now, self.settings.schedule_grace):
+            for slot in service.plan(schedule, last, now, self.ctx.settings.schedule_grace):
                 recorded += await self._record(schedule, slot)
         await self._prune(now)
         return recorded
 
     async def _record(self, schedule: Schedule, slot: service.Slot) -> int:
-        async with session_scope(self.sessionmaker) as session:
+        ctx = self.ctx
+        async with session_scope(ctx.sessionmaker) as session:
             slot_id = await service.record_slot(
-                session, self.catalog, self.redis, self.box, schedule, slot, self.name
+                session, ctx.catalog, ctx.redis, ctx.box, schedule, slot, ctx.name
             )
         if slot_id is not None:
             logger.info("schedule %s: slot %s %s", schedule.name, slot.at, slot.outcome)
         return slot_id is not None
 
     async def _prune(self, now: datetime) -> None:
-        async with session_scope(self.sessionmaker, writes=False) as session:
+        ctx = self.ctx
+        async with session_scope(ctx.sessionmaker, writes=False) as session:
             pending = await schedules.to_prune(session, now - PRUNE_LOOKBACK)
         for schedule, slot_id in pending:
             try:
-                async with session_scope(self.sessionmaker) as session:
+                async with session_scope(ctx.sessionmaker) as session:
                     await service.start_prune(
-                        session, self.catalog, self.redis, self.box, schedule, slot_id
+                        session, ctx.catalog, ctx.redis, ctx.box, schedule, slot_id
                     )
             except service.AlreadyPruned:
                 continue

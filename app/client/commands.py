@@ -79,19 +79,14 @@ def list_entities(
     with server() as api:
         kind = api.kind(_kind(ctx))
         page = api.get(f"/api/v1/{kind['plural']}", name=name, limit=limit, offset=offset)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("name", "NAME"),
-                ("state", "STATE"),
-                ("latest_run.operation_type", "LAST RUN"),
-                ("latest_run.status", "STATUS"),
-                ("id", "ID"),
-            ],
-            footer=f"{len(page['items'])} of {page['total']} {kind['plural']}",
-        )
+        columns = [
+            ("name", "NAME"),
+            ("state", "STATE"),
+            ("latest_run.operation_type", "LAST RUN"),
+            ("latest_run.status", "STATUS"),
+            ("id", "ID"),
+        ]
+        output.listing(page, columns, json=json, noun=kind["plural"])
 
 
 @kind_app.command("show")
@@ -371,20 +366,15 @@ def runs_list(
     """Runs you can see, newest first."""
     with server() as api:
         page = api.get("/api/v1/runs", status=status, limit=limit, offset=offset)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("id", "RUN"),
-                ("operation_type", "OPERATION"),
-                ("status", "STATUS"),
-                ("exit_code", "EXIT"),
-                ("requested_by", "BY"),
-                ("created_at", "CREATED"),
-            ],
-            footer=f"{len(page['items'])} of {page['total']} runs",
-        )
+        columns = [
+            ("id", "RUN"),
+            ("operation_type", "OPERATION"),
+            ("status", "STATUS"),
+            ("exit_code", "EXIT"),
+            ("requested_by", "BY"),
+            ("created_at", "CREATED"),
+        ]
+        output.listing(page, columns, json=json, noun="runs")
 
 
 @runs_app.command("show")

@@ -50,19 +50,14 @@ def schedules_list(
     """Schedules you can see."""
     with server() as api:
         page = api.get("/api/v1/schedules", limit=limit, offset=offset)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("name", "NAME"),
-                ("cron", "CRON"),
-                ("timezone", "ZONE"),
-                ("paused", "PAUSED"),
-                ("id", "ID"),
-            ],
-            footer=f"{len(page['items'])} of {page['total']} schedules",
-        )
+        columns = [
+            ("name", "NAME"),
+            ("cron", "CRON"),
+            ("timezone", "ZONE"),
+            ("paused", "PAUSED"),
+            ("id", "ID"),
+        ]
+        output.listing(page, columns, json=json, noun="schedules")
 
 
 @schedules_app.command("show")
@@ -168,12 +163,8 @@ def schedules_slots(
     """Each slot: fired (with its run), skipped or missed, and why."""
     with server() as api:
         page = api.get(f"/api/v1/schedules/{schedule_id}/slots", limit=limit)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [("slot_at", "SLOT"), ("outcome", "OUTCOME"), ("run_id", "RUN"), ("note", "NOTE")],
-        )
+        columns = [("slot_at", "SLOT"), ("outcome", "OUTCOME"), ("run_id", "RUN"), ("note", "NOTE")]
+        output.listing(page, columns, json=json)
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -187,18 +178,14 @@ def batches_list(
     """Batches you can see, newest first."""
     with server() as api:
         page = api.get("/api/v1/batches", limit=limit)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("id", "BATCH"),
-                ("kind", "KIND"),
-                ("operation", "OPERATION"),
-                ("status", "STATUS"),
-                ("summary_text", "SUMMARY"),
-            ],
-        )
+        columns = [
+            ("id", "BATCH"),
+            ("kind", "KIND"),
+            ("operation", "OPERATION"),
+            ("status", "STATUS"),
+            ("summary_text", "SUMMARY"),
+        ]
+        output.listing(page, columns, json=json)
 
 
 @batches_app.command("show")
@@ -227,19 +214,14 @@ def _show_batch(api: Api, batch_id: str, follow: bool, json: bool) -> dict[str, 
         if not follow or batch["status"] in FINAL_BATCH:
             break
         time.sleep(1.0)
-    if json:
-        output.as_json(batch)
-    else:
-        output.table(
-            batch["items"],
-            [
-                ("entity_name", "ENTITY"),
-                ("status", "STATUS"),
-                ("reason", "WHY"),
-                ("run_id", "RUN"),
-            ],
-            footer=f"batch {batch['status']}: {batch.get('summary_text') or batch['counts']}",
-        )
+    columns = [
+        ("entity_name", "ENTITY"),
+        ("status", "STATUS"),
+        ("reason", "WHY"),
+        ("run_id", "RUN"),
+    ]
+    summary = batch.get("summary_text") or batch["counts"]
+    output.listing(batch, columns, json=json, footer=f"batch {batch['status']}: {summary}")
     return batch
 
 
@@ -316,20 +298,16 @@ def notifications_list(json: JsonOpt = False) -> None:
     """Your teams' notification targets."""
     with server() as api:
         page = api.get("/api/v1/notification-targets", limit=200)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("name", "NAME"),
-                ("kind", "KIND"),
-                ("url", "URL"),
-                ("addresses", "TO"),
-                ("statuses", "ON"),
-                ("enabled", "ENABLED"),
-                ("id", "ID"),
-            ],
-        )
+        columns = [
+            ("name", "NAME"),
+            ("kind", "KIND"),
+            ("url", "URL"),
+            ("addresses", "TO"),
+            ("statuses", "ON"),
+            ("enabled", "ENABLED"),
+            ("id", "ID"),
+        ]
+        output.listing(page, columns, json=json)
 
 
 @notifications_app.command("show")
@@ -364,18 +342,14 @@ def notifications_deliveries(
     """The target's delivery log: each delivery, its attempts and codes."""
     with server() as api:
         page = api.get(f"/api/v1/notification-targets/{target_id}/deliveries", limit=limit)
-        if json:
-            return output.as_json(page)
-        output.table(
-            page["items"],
-            [
-                ("run_id", "RUN"),
-                ("event", "EVENT"),
-                ("state", "STATE"),
-                ("attempts", "ATTEMPTS"),
-                ("created_at", "AT"),
-            ],
-        )
+        columns = [
+            ("run_id", "RUN"),
+            ("event", "EVENT"),
+            ("state", "STATE"),
+            ("attempts", "ATTEMPTS"),
+            ("created_at", "AT"),
+        ]
+        output.listing(page, columns, json=json)
 
 
 def register(root: typer.Typer) -> None:

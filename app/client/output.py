@@ -31,6 +31,24 @@ def table(
         errors.print(footer, style="dim")
 
 
+def listing(
+    answer: dict[str, Any],
+    columns: Sequence[tuple[str, str]],
+    *,
+    json: bool,
+    noun: str = "",
+    footer: str = "",
+) -> None:
+    """An answer with ``items`` (a page, a batch): the server's JSON with ``--json``, else
+    its items as a table and ``footer`` below, or with ``noun`` "N of TOTAL noun"."""
+    if json:
+        as_json(answer)
+        return
+    if noun:
+        footer = f"{len(answer['items'])} of {answer['total']} {noun}"
+    table(answer["items"], columns, footer)
+
+
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max((len(label) for label, _ in pairs), default=0)
     for label, value in pairs:

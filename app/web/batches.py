@@ -31,13 +31,12 @@ from app.entities.entity import repository as entities
 from app.entities.team.models import Role
 from app.errors import InvalidInput, NotFound
 from app.security.principal import Principal
+from app.web._paging import PAGE_SIZE, PageNumber, offset, pager
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
-PAGE_SIZE = 50
 CHOICES = 500
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
 @router.get("/batches", name="batches_page")
@@ -49,15 +48,13 @@ async def batches_page(
     page: PageNumber = 1,
 ) -> Response:
     rows, total = await batches.page(
-        session, principal.visible_teams, None, status, PAGE_SIZE, (page - 1) * PAGE_SIZE
+        session, principal.visible_teams, None, status, PAGE_SIZE, offset(page)
     )
     context = {
         "batches": rows,
-        "total": total,
         "status": status,
         "statuses": list(BatchStatus),
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
+        **pager(page, total),
     }
     return render(request, "batches/list.html", context)
 

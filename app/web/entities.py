@@ -27,6 +27,7 @@ from app.entities.task import repository as task_instances
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web import forms
+from app.web._paging import PageNumber, offset, pager
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
@@ -34,7 +35,6 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=
 PAGE_SIZE = 25
 CHOICES = 500  # entities offered in a reference select
 Search = Annotated[str, Query(max_length=253)]
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
 @router.get("/{plural}", name="entity_list")
@@ -46,17 +46,16 @@ async def entity_list(
     name: Search = "",
     page: PageNumber = 1,
 ) -> Response:
-    offset = (page - 1) * PAGE_SIZE
     teams = principal.visible_teams
-    rows, total = await entities.page(session, kind.name, name, PAGE_SIZE, offset, teams)
+    rows, total = await entities.page(
+        session, kind.name, name, PAGE_SIZE, offset(page, PAGE_SIZE), teams
+    )
     items = await views.entity_rows(session, principal, kind, rows)
     context = {
         "kind": kind,
         "items": items,
-        "total": total,
         "name": name,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
+        **pager(page, total, PAGE_SIZE),
         "can_create": bool(await teams_to_own(session, principal)),
     }
     template = "entities/_rows.html" if _fragment(request) else "entities/list.html"

@@ -4,9 +4,9 @@ inline), and each target's delivery log with the receivers' codes."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,16 +23,10 @@ from app.entities.notification.schemas import ENDED, TargetCreate, TargetUpdate
 from app.entities.team import repository as teams
 from app.errors import InvalidInput, NotFound
 from app.security.principal import Principal
+from app.web._paging import PAGE_SIZE, PageNumber, offset, pager
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
-
-PAGE_SIZE = 50
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
-
-
-def _pages(total: int) -> int:
-    return max(1, -(-total // PAGE_SIZE))
 
 
 @router.get("/notifications", name="notifications_page")
@@ -57,11 +51,11 @@ async def _list(
     status_code: int,
 ) -> Response:
     rows, total = await notifications.targets_page(
-        session, principal.visible_teams, team, PAGE_SIZE, (page - 1) * PAGE_SIZE
+        session, principal.visible_teams, team, PAGE_SIZE, offset(page)
     )
     names = {t.id: t.name for t in await teams.listed(session, principal.visible_teams)}
     context = {
-        "targets": rows, "total": total, "page": page, "pages": _pages(total), "team": team,
+        "targets": rows, **pager(page, total), "team": team,
         "team_names": names, "own_teams": await teams_to_own(session, principal),
         "statuses": ENDED, "form": form, "error": error,
     }  # fmt: skip
@@ -143,13 +137,11 @@ async def _show(
     error: str | None,
     status_code: int,
 ) -> Response:
-    rows, total = await notifications.deliveries_page(
-        session, target.id, PAGE_SIZE, (page - 1) * PAGE_SIZE
-    )
+    rows, total = await notifications.deliveries_page(session, target.id, PAGE_SIZE, offset(page))
     team = await teams.get(session, target.team_id)
     context = {
         "target": target, "team_name": team.name if team else "", "deliveries": rows,
-        "total": total, "page": page, "pages": _pages(total), "statuses": ENDED, "error": error,
+        **pager(page, total), "statuses": ENDED, "error": error,
     }  # fmt: skip
     return render(request, "notifications/show.html", context, status_code)
 

@@ -33,15 +33,14 @@ from app.entities.team.models import Role
 from app.errors import Conflict, InvalidInput, NotFound
 from app.security.principal import Principal
 from app.web import forms
+from app.web._paging import PAGE_SIZE, PageNumber, offset, pager
 from app.web._render import CheckedForm, PageRoute, is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
-PAGE_SIZE = 50
 LOG_PAGE = 5000
 CHOICES = 500
 StatusFilter = Annotated[RunStatus | None, Query()]
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
 async def _choices(session: AsyncSession, entity: Entity, kind: str) -> list[tuple[str, str]]:
@@ -261,17 +260,15 @@ async def runs_page(
 ) -> Response:
     rows, total = await runs.newest_page(
         session, entity_id=None, operation_id=None, status=status, limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE, teams=principal.visible_teams, tasks=False,
+        offset=offset(page), teams=principal.visible_teams, tasks=False,
     )  # fmt: skip
     named = await entities.get_many(session, list({run.entity_id for run in rows}))
     context = {
         "runs": rows,
         "named": named,
-        "total": total,
         "status": status,
         "statuses": list(RunStatus),
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
+        **pager(page, total),
         "plural": {kind.name: kind.plural for kind in catalog.kinds.values()},
     }
     fragment = is_htmx(request) and request.headers.get("hx-target") == "rows"

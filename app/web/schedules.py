@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import Annotated, Any
 
@@ -26,13 +25,12 @@ from app.errors import AegirError, InvalidInput
 from app.security.crypto import SecretBox
 from app.security.principal import Principal
 from app.web import forms
+from app.web._paging import PAGE_SIZE, PageNumber, offset, pager
 from app.web._render import CheckedForm, PageRoute, redirect, render
 from app.web.runs import _read_values, _run_form, _show_errors
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, dependencies=[SignedIn])
 
-PAGE_SIZE = 50
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 SETTINGS = ("name", "cron", "timezone", "missed_policy", "keep_last", "keep_days")
 
 
@@ -47,16 +45,14 @@ async def schedules_page(
 ) -> Response:
     rows, total = await schedules.page(
         session, principal.visible_teams, entity=entity,
-        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE, offset=offset(page),
     )  # fmt: skip
     named = await entities.get_many(session, [row.entity_id for row in rows])
     context = {
         "schedules": [read(row) for row in rows],
         "named": named,
         "plural": {kind.name: kind.plural for kind in catalog.kinds.values()},
-        "total": total,
-        "page": page,
-        "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        **pager(page, total),
         "entity": entity,
     }
     return render(request, "schedules/list.html", context)
@@ -161,7 +157,7 @@ async def schedule_page(
     page: PageNumber = 1,
 ) -> Response:
     slots, total = await schedules.slots_page(
-        session, schedule.id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        session, schedule.id, limit=PAGE_SIZE, offset=offset(page)
     )
     entity = await entities.get(session, schedule.entity_id)
     kind = catalog.kinds.get(entity.kind)
@@ -171,9 +167,7 @@ async def schedule_page(
         "kind": kind,
         "slots": slots,
         "statuses": await schedules.runs_status(session, _run_ids(slots)),
-        "total": total,
-        "page": page,
-        "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        **pager(page, total),
         "can_change": principal.can(schedule.team_id, Role.operator),
     }
     return render(request, "schedules/show.html", context)

@@ -13,15 +13,18 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.dispatch.batches import Services
 from app.entities.run.models import Run
 from relay.batches import BatchDriver
+from relay.context import RelayContext
 from tests.fixtures.factories import make_platform, make_server, make_site, set_state
 
 
 def _driver(app: FastAPI) -> BatchDriver:
     state = app.state
-    return BatchDriver(state.sessionmaker, Services(state.catalog, state.redis, state.secret_box))
+    ctx = RelayContext(
+        state.settings, state.catalog, state.sessionmaker, state.redis, state.secret_box, "relay"
+    )
+    return BatchDriver(ctx)
 
 
 async def _upgrade_batch(client: httpx.AsyncClient, session: AsyncSession) -> dict[str, Any]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -15,25 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.team.models import Role
 from app.web import batches
-from tests.fixtures.accounts import PASSWORD, Account, make_account
+from tests.fixtures.accounts import Account, csrf, make_account, signed_in
 from tests.fixtures.factories import make_platform, make_server, make_site, set_state
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page carries a CSRF token"
-    return found.group(1)
-
-
-@asynccontextmanager
-async def _browser(app: FastAPI, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie-keeping client signed in through the /login form."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
-        form = await http.get("/login")
-        data = {"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)}
-        assert (await http.post("/login", data=data)).status_code == 303
-        yield http
 
 
 async def test_batch_pages_send_strangers_to_sign_in(anonymous: httpx.AsyncClient) -> None:
@@ -56,14 +37,14 @@ async def test_run_on_its_sites_from_a_platform_page(
         site = await make_site(client, old, server, f"p{n}.example.com")
         await set_state(session, site["id"], "enabled")
     await make_account(app, "olga", team="others", role=Role.operator)
-    async with _browser(app, account.username) as http:
+    async with signed_in(app, account.username) as http:
         platform_page = (await http.get(f"/platforms/{old['id']}")).text
         link = re.search(r'href="([^"]*/batches/new\?kind=site&amp;role=platform[^"]*)"',
                          platform_page)  # fmt: skip
         assert link, "the platform page offers Run on its sites"
         form = await http.get(link.group(1).replace("&amp;", "&"))
         assert "whose platform is <strong>old</strong>" in form.text
-        data = {"csrf_token": _csrf(form.text), "kind": "site", "role": "platform",
+        data = {"csrf_token": csrf(form.text), "kind": "site", "role": "platform",
                 "target": old["id"], "operation": "migrate", "concurrency": "1"}  # fmt: skip
         refused = await http.post("/batches/new", data={**data, "values": '{"migrate": {}}'})
         assert refused.status_code == 422
@@ -77,5 +58,5 @@ async def test_run_on_its_sites_from_a_platform_page(
     assert re.findall(r'data-item="([^"]+)" data-status="pending"', page.text) == [
         "p0.example.com", "p1.example.com",
     ]  # fmt: skip
-    async with _browser(app, "olga") as http:
+    async with signed_in(app, "olga") as http:
         assert (await http.get(started.headers["location"])).status_code == 404

@@ -73,6 +73,7 @@ def test_two_api_processes_show_the_same_runs_actions_and_subscribers(
         r'aegir_run_duration_seconds_count\{kind="testapp",operation="noop",status="succeeded"\}'
     )
     actions = r'aegir_action_seconds_count\{action="noop",kind="testapp",outcome="ok"\}'
+    failed = r'aegir_action_seconds_count\{action="slow",kind="testapp",outcome="error"\}'
     before = _scrape(live.base_url, live.token)
     with live.client() as http:
         app = live.make_app(http, "metrics-app")
@@ -80,6 +81,7 @@ def test_two_api_processes_show_the_same_runs_actions_and_subscribers(
         live.wait_status(http, run["id"], {"succeeded"})
         for _ in range(2):
             assert http.post(f"/api/v1/testapps/{app['id']}/actions/noop").status_code == 200
+        assert http.post(f"/api/v1/testapps/{app['id']}/actions/slow").status_code == 504
     # A websocket held open on the second process counts on the first one's page too.
     # Per process: the second API has only ours; the first, ours and maybe others'.
     host = socket.gethostname()
@@ -89,20 +91,24 @@ def test_two_api_processes_show_the_same_runs_actions_and_subscribers(
     with live.connect("/ws/events"), connect(other, additional_headers=live.headers):
 
         def both_counted() -> list[dict[str, float]] | None:
-            # The worker counts a run's duration just after recording its end, so the run
-            # can read as ended a moment before its count moves.
+            # The worker counts a run's duration just after recording its end, and the
+            # API an action's latency just after answering, so either can read as done a
+            # moment before its count moves.
             pages = [_scrape(url, live.token) for url in (live.base_url, second_api)]
             ran = _one(before, runs_done) + 1
+            acted = _one(before, actions) + 2
             counted = all(
                 p.get(first, 0) >= 1 and p.get(second) == 1 and _one(p, runs_done) >= ran
+                and _one(p, actions) >= acted and _one(p, failed) > _one(before, failed)
                 for p in pages
-            )
+            )  # fmt: skip
             return pages if counted else None
 
-        pages = wait_for(both_counted, "the sockets and the run counted on both pages")
+        pages = wait_for(both_counted, "the sockets, the run and the actions counted on both pages")
     for page in pages:
         assert _one(page, runs_done) == _one(before, runs_done) + 1
         assert _one(page, actions) == _one(before, actions) + 2
+        assert _one(page, failed) == _one(before, failed) + 1
         assert (
             page['aegir_runs{status="succeeded"}']
             >= before.get('aegir_runs{status="succeeded"}', 0) + 1

@@ -3,10 +3,7 @@ delivery log; another team's target is 404 and no secret is ever on a page."""
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -17,26 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.entities.notification.models import NotificationTarget
 from app.entities.team.models import Role
 from app.web import notifications
-from tests.fixtures.accounts import PASSWORD, Account, make_account
+from tests.fixtures.accounts import Account, csrf, make_account, signed_in
 from tests.notifications.receivers import verify, webhook_receiver
 
 SECRET = "a-secret-typed-into-the-form"
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page carries a CSRF token"
-    return found.group(1)
-
-
-@asynccontextmanager
-async def _browser(app: FastAPI, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
-        form = await http.get("/login")
-        data = {"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)}
-        assert (await http.post("/login", data=data)).status_code == 303
-        yield http
 
 
 async def test_every_notifications_page_sends_strangers_to_sign_in(
@@ -58,11 +39,11 @@ async def test_add_a_webhook_send_a_test_and_see_it_logged(
     app: FastAPI, account: Account, session: AsyncSession
 ) -> None:
     with webhook_receiver() as receiver:
-        async with _browser(app, "alice") as http:
+        async with signed_in(app, "alice") as http:
             page = await http.get("/notifications")
             assert page.status_code == 200 and "Add a target" in page.text
             form = {
-                "csrf_token": _csrf(page.text), "team_id": str(account.team_id),
+                "csrf_token": csrf(page.text), "team_id": str(account.team_id),
                 "kind": "webhook", "name": "chat", "url": receiver.url, "secret": SECRET,
                 "statuses": ["failed", "lost"], "entity_kinds": "site, platform",
                 "operations": "", "addresses": "", "enabled": ["false", "true"],
@@ -72,11 +53,11 @@ async def test_add_a_webhook_send_a_test_and_see_it_logged(
             shown = await http.get(created.headers["location"])
             assert "failed, lost" in shown.text and "site, platform" in shown.text
             url = created.headers["location"] + "/test"
-            tested = await http.post(url, data={"csrf_token": _csrf(shown.text)},
+            tested = await http.post(url, data={"csrf_token": csrf(shown.text)},
                                      headers={"HX-Request": "true"})  # fmt: skip
             assert "Test delivered: the receiver answered 204" in tested.text
             receiver.code = 410
-            again = await http.post(url, data={"csrf_token": _csrf(shown.text)},
+            again = await http.post(url, data={"csrf_token": csrf(shown.text)},
                                     headers={"HX-Request": "true"})  # fmt: skip
             assert "Test failed: the receiver answered 410" in again.text
             log = await http.get(created.headers["location"])
@@ -90,9 +71,9 @@ async def test_add_a_webhook_send_a_test_and_see_it_logged(
 
 
 async def test_a_form_error_is_said_beside_the_form(app: FastAPI, account: Account) -> None:
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         page = await http.get("/notifications")
-        form = {"csrf_token": _csrf(page.text), "team_id": str(account.team_id),
+        form = {"csrf_token": csrf(page.text), "team_id": str(account.team_id),
                 "kind": "webhook", "name": "no url", "enabled": "true"}  # fmt: skip
         answer = await http.post("/notifications", data=form)
     assert answer.status_code == 422
@@ -106,10 +87,10 @@ async def test_another_teams_operator_gets_404_on_the_page(
             "addresses": ["ops@example.test"]}  # fmt: skip
     target_id = (await client.post("/api/v1/notification-targets", json=body)).json()["id"]
     await make_account(app, "mallory", team="elsewhere", role=Role.operator)
-    async with _browser(app, "mallory") as http:
+    async with signed_in(app, "mallory") as http:
         listed = await http.get("/notifications")
         page = await http.get(f"/notifications/{target_id}")
-        token = _csrf(listed.text)
+        token = csrf(listed.text)
         test = await http.post(f"/notifications/{target_id}/test", data={"csrf_token": token})
         delete = await http.post(f"/notifications/{target_id}/delete", data={"csrf_token": token})
     assert "ops-mail" not in listed.text

@@ -11,9 +11,8 @@ from fastapi.routing import APIRoute
 
 from app.entities.team.models import Role
 from app.web import schedules
-from tests.fixtures.accounts import Account, make_account
+from tests.fixtures.accounts import Account, csrf, make_account, signed_in
 from tests.fixtures.factories import make_graph, operation_id
-from tests.web.test_pages import _browser, _csrf
 
 
 async def test_schedule_a_backup_from_the_site_page(
@@ -21,7 +20,7 @@ async def test_schedule_a_backup_from_the_site_page(
 ) -> None:
     site = (await make_graph(client))["site"]
     backup = operation_id(site, "backup")
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         page = await http.get(f"/sites/{site['id']}")
         assert f'/operations/{backup}/schedule" aria-label="Schedule Back up"' in page.text
         form = await http.get(f"/operations/{backup}/schedule")
@@ -32,7 +31,7 @@ async def test_schedule_a_backup_from_the_site_page(
         assert "At 02:00 every day (Europe/Paris), next: " in preview.text
         wrong = await http.get("/schedules/preview", params={"cron": "0 25 * * *"})
         assert "bad cron expression" in wrong.text
-        data = {"csrf_token": _csrf(form.text), "name": "nightly", "cron": "0 25 * * *",
+        data = {"csrf_token": csrf(form.text), "name": "nightly", "cron": "0 25 * * *",
                 "timezone": "Europe/Paris", "missed_policy": "skip", "keep_last": "3"}  # fmt: skip
         refused = await http.post(f"/operations/{backup}/schedule", data=data)
         assert refused.status_code == 422 and "Nothing was scheduled" in refused.text
@@ -49,7 +48,7 @@ async def test_schedule_a_backup_from_the_site_page(
         assert "nightly" in listed.text and "1 schedule<" in listed.text
         schedule_id = created.headers["location"].rsplit("/", 1)[1]
         paused = await http.post(
-            f"/schedules/{schedule_id}/pause", data={"csrf_token": _csrf(shown.text)}
+            f"/schedules/{schedule_id}/pause", data={"csrf_token": csrf(shown.text)}
         )
         assert paused.status_code == 303
     assert (await client.get(f"/api/v1/schedules/{schedule_id}")).json()["paused"] is True
@@ -62,7 +61,7 @@ async def test_schedule_pages_of_another_team_are_not_found(
     body = {"name": "nightly", "operation_id": operation_id(site, "backup"), "cron": "0 2 * * *"}
     schedule = (await client.post("/api/v1/schedules", json=body)).json()
     await make_account(app, "walt", team="web", role=Role.admin)
-    async with _browser(app, "walt") as http:
+    async with signed_in(app, "walt") as http:
         for path in (
             f"/schedules/{schedule['id']}",
             f"/operations/{body['operation_id']}/schedule",

@@ -4,6 +4,7 @@ or missed saying why when the run cannot be requested; and the scheduler's pass.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.entities.run.models import Run
 from app.entities.schedule import repository as schedules
 from app.entities.schedule.models import ScheduleSlot, SlotOutcome
 from app.state import app_state
+from relay.context import RelayContext
 from relay.schedules import Scheduler
 from tests.fixtures.factories import make_graph, operation_id, set_state
 
@@ -83,8 +85,10 @@ async def test_a_pass_records_the_due_slot_and_nothing_twice(
         schedule = await schedules.get(writing, schedule_id)
         schedule.counted_from -= timedelta(seconds=150)
     settings = state.settings.model_copy(update={"schedule_grace": timedelta(minutes=10)})
-    passes = [Scheduler(settings, state.catalog, state.sessionmaker, state.redis, name)
-              for name in ("one", "two")]  # fmt: skip
+    ctx = RelayContext(
+        settings, state.catalog, state.sessionmaker, state.redis, state.secret_box, ""
+    )
+    passes = [Scheduler(replace(ctx, name=name)) for name in ("one", "two")]
     recorded = [await scheduler.tick() for scheduler in passes]
     assert recorded[0] >= 2 and recorded[1] <= 1  # the second finds them recorded
     slots = (await client.get(f"/api/v1/schedules/{schedule_id}/slots")).json()["items"]

@@ -12,20 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.token.models import ApiToken
 from app.security.tokens import token_hash
-from tests.fixtures.accounts import PASSWORD, Account, api_client, make_account
+from tests.fixtures.accounts import PASSWORD, Account, api_client, csrf, make_account
 
 SERVER = {"name": "web9.example.com", "fields": {"hostname": "web9.example.com"}}
 
 
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the form carries a CSRF token"
-    return found.group(1)
-
-
 async def _sign_in(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
     form = await http.get("/login")
-    data = {"username": username, "password": password, "csrf_token": _csrf(form.text)}
+    data = {"username": username, "password": password, "csrf_token": csrf(form.text)}
     return await http.post("/login", data=data)
 
 
@@ -43,7 +37,7 @@ async def test_a_signed_in_browser_needs_the_csrf_token_to_change_things(
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]
     home = await anonymous.get("/")
-    token = _csrf(home.text)
+    token = csrf(home.text)
     accepted = await anonymous.post("/api/v1/servers", json=SERVER, headers={"X-CSRF-Token": token})
     assert accepted.status_code == 201
     wrong = await anonymous.post(
@@ -63,7 +57,7 @@ async def test_the_login_form_itself_needs_its_csrf_token(
 
 async def test_logout_ends_the_session(anonymous: httpx.AsyncClient, account: Account) -> None:
     await _sign_in(anonymous, "alice", PASSWORD)
-    token = _csrf((await anonymous.get("/")).text)
+    token = csrf((await anonymous.get("/")).text)
     assert (await anonymous.post("/logout", data={"csrf_token": token})).status_code == 303
     assert (await anonymous.get("/api/v1/me")).status_code == 401
 
@@ -144,7 +138,7 @@ async def test_tokens_are_made_and_revoked_from_the_page(
     await _sign_in(anonymous, "alice", PASSWORD)
     page = await anonymous.get("/tokens")
     made = await anonymous.post(
-        "/tokens", data={"name": "deploy script", "days": "7", "csrf_token": _csrf(page.text)}
+        "/tokens", data={"name": "deploy script", "days": "7", "csrf_token": csrf(page.text)}
     )
     assert made.status_code == 201
     found = re.search(r'<code id="new-token">([^<]+)</code>', made.text)
@@ -157,7 +151,7 @@ async def test_tokens_are_made_and_revoked_from_the_page(
     row = next(row for row in again.text.split("<tr>") if "deploy script" in row)
     revoke = re.search(r'action="([^"]+/revoke)"', row)
     assert revoke
-    done = await anonymous.post(revoke.group(1), data={"csrf_token": _csrf(again.text)})
+    done = await anonymous.post(revoke.group(1), data={"csrf_token": csrf(again.text)})
     assert done.status_code == 303
     assert (await anonymous.get("/api/v1/me", headers=bearer)).status_code == 401
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -14,25 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entities.team.models import Role
 from app.web import entities, home, runs
-from tests.fixtures.accounts import PASSWORD, Account, make_account
+from tests.fixtures.accounts import Account, csrf, make_account, signed_in
 from tests.fixtures.factories import make_graph, make_platform, operation_id, set_state
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page carries a CSRF token"
-    return found.group(1)
-
-
-@asynccontextmanager
-async def _browser(app: FastAPI, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie-keeping client signed in through the /login form."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
-        form = await http.get("/login")
-        data = {"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)}
-        assert (await http.post("/login", data=data)).status_code == 303
-        yield http
 
 
 async def test_every_dashboard_page_sends_strangers_to_sign_in(
@@ -57,7 +38,7 @@ async def test_a_viewer_sees_no_run_button_and_cannot_run(
     graph = await make_graph(client)
     await make_account(app, "vera", team="ops", role=Role.viewer)
     site = graph["site"]
-    async with _browser(app, "vera") as http:
+    async with signed_in(app, "vera") as http:
         page = await http.get(f"/sites/{site['id']}")
         assert page.status_code == 200
         assert "www.example.com" in page.text
@@ -66,7 +47,7 @@ async def test_a_viewer_sees_no_run_button_and_cannot_run(
         form = await http.get(f"/operations/{operation_id(site, 'install')}/run")
         assert form.status_code == 403
         assert "this needs operator" in form.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         run = await http.post(
             f"/operations/{operation_id(site, 'install')}/run", data={"csrf_token": token}
         )
@@ -79,7 +60,7 @@ async def test_another_teams_things_are_not_found(app: FastAPI, client: httpx.As
     graph = await make_graph(client)
     await make_account(app, "walt", team="web", role=Role.admin)
     site = graph["site"]
-    async with _browser(app, "walt") as http:
+    async with signed_in(app, "walt") as http:
         for path in (
             f"/sites/{site['id']}",
             f"/sites/{site['id']}/edit",
@@ -96,7 +77,7 @@ async def test_another_teams_things_are_not_found(app: FastAPI, client: httpx.As
 async def test_a_form_without_its_csrf_token_is_refused(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         answer = await http.post("/servers/new", data={"name": "x.example.com"})
         assert answer.status_code == 403
         assert "CSRF" in answer.text
@@ -106,8 +87,8 @@ async def test_a_form_without_its_csrf_token_is_refused(
 async def test_the_create_form_names_each_bad_field(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
-    async with _browser(app, "alice") as http:
-        token = _csrf((await http.get("/servers/new")).text)
+    async with signed_in(app, "alice") as http:
+        token = csrf((await http.get("/servers/new")).text)
         data = {
             "csrf_token": token,
             "name": "not a host name",
@@ -127,8 +108,8 @@ async def test_a_taken_name_is_said_beside_the_name(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
     graph = await make_graph(client)
-    async with _browser(app, "alice") as http:
-        token = _csrf((await http.get("/servers/new")).text)
+    async with signed_in(app, "alice") as http:
+        token = csrf((await http.get("/servers/new")).text)
         name = graph["server"]["name"]
         data = {"csrf_token": token, "name": name, "fields.hostname": name}
         answer = await http.post("/servers/new", data=data)
@@ -145,10 +126,10 @@ async def test_an_entity_is_changed_and_deleted_from_its_pages(
             "/api/v1/servers", json={"name": "old.example.com", "fields": {"hostname": "a.b"}}
         )
     ).json()
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         edit = await http.get(f"/servers/{server['id']}/edit")
         data = {
-            "csrf_token": _csrf(edit.text),
+            "csrf_token": csrf(edit.text),
             "name": "new.example.com",
             "fields.hostname": "new.example.com",
             "fields.ssh_port": "2222",
@@ -159,7 +140,7 @@ async def test_an_entity_is_changed_and_deleted_from_its_pages(
         assert saved.status_code == 303
         page = await http.get(saved.headers["location"])
         assert "new.example.com" in page.text and "2222" in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         wrong = await http.post(
             f"/servers/{server['id']}/delete", data={"csrf_token": token, "confirm": "nope"}
         )
@@ -173,14 +154,14 @@ async def test_an_entity_is_changed_and_deleted_from_its_pages(
 
 
 async def test_the_first_page_says_what_to_create_first(app: FastAPI, account: Account) -> None:
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         home = await http.get("/")
     assert "Get started" in home.text
     assert 'href="http://aegir.test/servers/new">Create a server</a>' in home.text
 
 
 async def test_an_unknown_page_is_a_page_that_says_so(app: FastAPI, account: Account) -> None:
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         answer = await http.get("/nothing-here")
         assert answer.status_code == 404
         assert "there is no page nothing-here" in answer.text
@@ -195,7 +176,7 @@ async def test_a_site_page_says_what_each_operation_needs_and_offers_platforms(
     graph = await make_graph(client)
     await make_platform(client, graph["server"], "drupal-11")
     site = graph["site"]
-    async with _browser(app, "alice") as http:
+    async with signed_in(app, "alice") as http:
         page = (await http.get(f"/sites/{site['id']}")).text
         assert "<dt>State</dt><dd>not set up yet</dd>" in page
         assert "Run Install" in page

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.entities.run import repository as runs
-from tests.fixtures.accounts import PASSWORD, Account
+from tests.fixtures.accounts import Account, signed_in
 from tests.fixtures.factories import make_graph, make_site, operation_id
 
 N = 5
@@ -38,19 +38,6 @@ def counted(app: FastAPI) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", note)
-
-
-@asynccontextmanager
-async def signed_in(app: FastAPI, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie-keeping client signed in through the /login form, as a browser is."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aegir.test") as http:
-        form = (await http.get("/login")).text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-        assert token, "the login form carries a CSRF token"
-        data = {"username": username, "password": PASSWORD, "csrf_token": token.group(1)}
-        assert (await http.post("/login", data=data)).status_code == 303
-        yield http
 
 
 @dataclass

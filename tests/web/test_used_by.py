@@ -10,9 +10,8 @@ from fastapi import FastAPI
 from app.db import session_scope
 from app.dispatch import accounts
 from app.entities.team.models import Role
-from tests.fixtures.accounts import Account, api_client, make_account
+from tests.fixtures.accounts import Account, api_client, make_account, signed_in
 from tests.fixtures.factories import make_platform, make_server
-from tests.web.test_query_counts import signed_in
 
 
 async def test_a_user_counts_and_sees_only_the_dependents_in_their_teams(
