@@ -45,3 +45,25 @@ def required_when(field: str, value: str, then: dict[str, Any]) -> dict[str, Any
 def all_of(*rules: dict[str, Any]) -> dict[str, Any]:
     """Several ``required_when`` rules on one model."""
     return {"allOf": list(rules)}
+
+
+def unmet(extra: Any, sent: dict[str, Any]) -> list[tuple[str, str]]:
+    """What ``sent`` lacks under a model's ``required_when`` rules, as (field, why).
+
+    For bodies that change only what they send (a run's values over a task's current
+    ones), the rule holds for what is sent: a body that sets ``source`` to ``git`` sends
+    ``git_url`` with it, as the document says, whatever the task had before."""
+    if not isinstance(extra, dict):
+        return []
+    missing: list[tuple[str, str]] = []
+    for rule in extra.get("allOf", [extra]):
+        if "if" not in rule:
+            continue
+        ((field, condition),) = rule["if"]["properties"].items()
+        if field in sent and sent[field] == condition["const"]:
+            missing += [
+                (name, f"required when {field} is {condition['const']!r}")
+                for name in rule["then"]["required"]
+                if sent.get(name) in (None, [])
+            ]
+    return missing

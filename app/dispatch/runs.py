@@ -14,7 +14,7 @@ from app.catalog.types import EntityKind, OperationType
 from app.db import after_commit
 from app.dispatch.audit import record
 from app.dispatch.preconditions import check_state, check_values
-from app.dispatch.task_values import carried_over, snapshot_form, stored_form
+from app.dispatch.task_values import merged_values, snapshot_form, stored_form
 from app.entities.operation.models import Operation
 from app.entities.run import repository as runs
 from app.entities.run.models import Run, RunTask
@@ -140,14 +140,9 @@ def validate(
 ) -> Any:
     """The values merged over the tasks' current ones, as the operation's composed model;
     422 naming each bad field."""
-    # Fields left out keep the task's current value (but those with no default, given every
-    # run); unknown keys stay in, to be refused.
-    merged: dict[str, Any] = {
-        key: carried_over(catalog.tasks[tasks[key].type], tasks[key].values, box)
-        for key in op_type.task_keys
-    }
-    for key, given in values.items():
-        merged[key] = {**merged.get(key, {}), **given}
+    types = {key: tasks[key].type for key in op_type.task_keys}
+    stored = {key: tasks[key].values for key in op_type.task_keys}
+    merged = merged_values(catalog, types, stored, values, box)
     try:
         return catalog.values_model(kind.name, op_type.name).model_validate(merged)
     except ValidationError as error:

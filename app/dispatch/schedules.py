@@ -26,7 +26,7 @@ from app import clock
 from app.catalog.registry import Catalog
 from app.dispatch.audit import record
 from app.dispatch.runs import operation_type, request
-from app.dispatch.task_values import carried_over, opened_form, stored_form
+from app.dispatch.task_values import merged_values, opened_form, stored_form
 from app.entities.operation import repository as operations
 from app.entities.operation.models import Operation
 from app.entities.schedule import repository as schedules
@@ -182,13 +182,9 @@ def checked_values(
     the tasks' current values); kept as given, secrets sealed as on task instances."""
     kind, op_type = operation_type(catalog, operation)
     tasks = {step.task.key: step.task for step in operation.steps}
-    merged: dict[str, Any] = {
-        key: carried_over(catalog.tasks[tasks[key].type], tasks[key].values, box)
-        for key in op_type.task_keys
-        if key in tasks
-    }
-    for key, given in values.items():
-        merged[key] = {**merged.get(key, {}), **given}
+    present = [key for key in op_type.task_keys if key in tasks]
+    types = {key: tasks[key].type for key in present}
+    merged = merged_values(catalog, types, {key: tasks[key].values for key in present}, values, box)
     try:
         validated = catalog.values_model(kind.name, op_type.name).model_validate(merged)
     except ValidationError as error:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import SecretStr
 from pydantic_core import to_jsonable_python
 
+from app.catalog.registry import Catalog
 from app.catalog.types import TaskType
+from app.errors import InvalidInput
+from app.schemas import unmet
 from app.security.crypto import SecretBox
 
 MASK = "**********"
@@ -42,6 +46,29 @@ def carried_over(task_type: TaskType, stored: dict[str, Any], box: SecretBox) ->
         for name, value in opened.items()
         if name not in fields or not fields[name].is_required()
     }
+
+
+def merged_values(
+    catalog: Catalog,
+    types: Mapping[str, str],
+    stored: Mapping[str, dict[str, Any]],
+    given: Mapping[str, dict[str, Any]],
+    box: SecretBox,
+) -> dict[str, Any]:
+    """A run's values before validation: each task's current ones (``carried_over``), what
+    was sent on top. A rule across fields is checked on what was sent (422 naming the
+    field); unknown task keys stay in, for the composed model to refuse."""
+    merged: dict[str, Any] = {
+        key: carried_over(catalog.tasks[type_], stored.get(key, {}), box)
+        for key, type_ in types.items()
+    }
+    for key, sent in given.items():
+        if key in types and isinstance(sent, dict):
+            extra = catalog.tasks[types[key]].fields.model_config.get("json_schema_extra")
+            for name, why in unmet(extra, sent):
+                raise InvalidInput.field(["body", "values", key, name], why, "missing")
+        merged[key] = {**merged.get(key, {}), **sent}
+    return merged
 
 
 def snapshot_form(task_type: TaskType, model: Any) -> dict[str, Any]:

@@ -158,6 +158,8 @@ async def notification_update(
     data = {k: v for k, v in _posted(posted).items() if k not in ("team_id", "kind")}
     if target.kind != "webhook":
         data.pop("url", None)
+    if not data.get("addresses"):
+        data.pop("addresses", None)  # none given: the target keeps its own (a webhook has none)
     body = _validated(TargetUpdate, data)
     if isinstance(body, str):
         return await _show(request, session, target, 1, body, 422)

@@ -100,7 +100,8 @@ class TargetUpdate(BaseModel):
     name: Name | None = None
     url: Url | None = None
     secret: Secret | None = None
-    addresses: list[Address] | None = Field(default=None, max_length=50)
+    # At least one: an e-mail target always has an address; null keeps them as they are.
+    addresses: list[Address] | None = Field(default=None, min_length=1, max_length=50)
     entity_kinds: list[Word] | None = Field(default=None, max_length=50)
     operations: list[Word] | None = Field(default=None, max_length=100)
     statuses: list[EndStatus] | None = Field(default=None, max_length=4)
