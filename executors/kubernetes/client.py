@@ -25,7 +25,7 @@ from kubernetes_asyncio.stream.ws_client import (
     WsApiClient,
 )
 
-from app.catalog.builtin.kubernetes.fields import ClusterFields
+from app.catalog.builtin.kubernetes.fields import ClusterFields, api_server
 from app.catalog.builtin.kubernetes.tasks import CredentialsFields
 from executors.base import ExecutorUnavailable
 
@@ -80,7 +80,7 @@ class KubeError(Exception):
 
 def configuration(fields: ClusterFields, token: str, ca_dir: Path) -> Configuration:
     """The client's configuration: the API URL, the CA (a file in ``ca_dir``), the token."""
-    config = Configuration(host=str(fields.api_url).rstrip("/"))
+    config = Configuration(host=api_server(fields.api_url).rstrip("/"))
     config.api_key = {"BearerToken": token}
     config.api_key_prefix = {"BearerToken": "Bearer"}
     if fields.ca_certificate is not None:
