@@ -11,10 +11,12 @@ kept in a process's memory, so a scrape of any API process answers for all of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -88,6 +90,19 @@ def observe_soon(redis: Redis, metric: Histogram, labels: Sequence[str], seconds
     task = asyncio.create_task(observe(redis, metric, labels, seconds))
     _in_flight.add(task)
     task.add_done_callback(_settled)
+
+
+@contextlib.contextmanager
+def action_timer(redis: Redis, kind: str, action: str) -> Iterator[None]:
+    """Time an action, from the API or the dashboard, into ``ACTION_SECONDS``: a failure
+    (an exception out of the block) counts as ``error``, and the answer never waits."""
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        observe_soon(redis, ACTION_SECONDS, (kind, action, outcome), time.monotonic() - started)
 
 
 def _settled(task: asyncio.Task[None]) -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.api.access import EntityAdmin, EntityOperate, EntityView, PathKind
 from app.api.deps import CatalogDep, PageUser, RedisDep, SessionDep, SignedIn, client_ip
 from app.catalog.types import ActionType, EntityKind
@@ -368,7 +369,8 @@ async def entity_action(
            target_id=entity.id, team_id=entity.team_id, ip=client_ip(request))  # fmt: skip
     entity_id = entity.id  # kept: the action commits, which expires the row
     try:
-        result = await actions.perform(session, redis, kind, entity_id, action)
+        with metrics.action_timer(redis, kind.name, action.name):
+            result = await actions.perform(session, redis, kind, entity_id, action)
     except actions.ActionFailed as failed:
         return _action_failed(request, kind, entity_id, action, failed)
     answer = result.model_dump(mode="json")
