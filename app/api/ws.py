@@ -72,10 +72,10 @@ async def run_events(websocket: WebSocket) -> None:
     feed = app_state(websocket.app).hub.subscribe(STATUS_CHANNEL)
     teams: dict[str, uuid.UUID | None] = {}
     ended = _Ended()
+    gone = asyncio.create_task(_until_gone(websocket))
     try:
         async with feed, open_sockets.held(app_state(websocket.app)):
-            while True:
-                message = await feed.next(None)
+            while (message := await _next_or_gone(feed, gone)) is not _GONE:
                 if message is None or feed.overflowed:
                     feed.overflowed = False
                     await websocket.send_json({"type": "resync"})
@@ -90,6 +90,32 @@ async def run_events(websocket: WebSocket) -> None:
                     await websocket.send_text(json.dumps({"type": "run", **message}))
     except (WebSocketDisconnect, RedisError):
         pass
+    finally:
+        gone.cancel()
+
+
+# What _next_or_gone answers once the client has left.
+_GONE: dict[str, Any] = {}
+
+
+async def _until_gone(websocket: WebSocket) -> None:
+    """Return when the client leaves (or the server closes the socket as it stops). The
+    events feed only sends: without this, a socket whose client left stayed open, and
+    counted, until a message came to fail on it, and held the server's stop."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _next_or_gone(feed: Subscription, gone: asyncio.Task[None]) -> dict[str, Any] | None:
+    """The feed's next message, or ``_GONE`` once ``gone`` ends first."""
+    if gone.done():
+        return _GONE
+    waiting = asyncio.ensure_future(feed.next(None))
+    await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if not waiting.done():
+        waiting.cancel()
+        return _GONE
+    return waiting.result()
 
 
 class _Ended:

@@ -125,6 +125,12 @@ def test_two_api_processes_show_the_same_runs_actions_and_subscribers(
             return pages if counted else None
 
         pages = wait_for(both_counted, "the sockets, the run and the actions counted on both pages")
+    # A client that leaves is noticed at once, not when the next status would fail to
+    # reach it (none comes here): the second API counts no socket again.
+    wait_for(
+        lambda: not _scrape(second_api, live.token).get(second),
+        "the second API to notice that its socket's client left",
+    )
     for page in pages:
         assert _one(page, runs_done) == _one(before, runs_done) + 1
         assert _one(page, actions) == _one(before, actions) + 3
