@@ -88,7 +88,7 @@ def _values(document: Document, schemas: Document, catalog: Catalog) -> None:
         for op in kind.operations
     ]
     refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
-    _refs, defs = _unique_titles(refs, definitions.get("$defs", {}))
+    _, defs = _unique_titles(refs, definitions.get("$defs", {}))
     # A task's fields with no default are each run's own and required (the server does
     # not take them from the last run); the rest keep their current values when left out,
     # and a task with nothing required may be left out whole.

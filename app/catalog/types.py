@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +39,7 @@ def whole_numbers(model: type[BaseModel], data: Any) -> Any:
     }
 
 
+@functools.cache  # once per model: this runs on every validation, reads included
 def _int_fields(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(
         name
